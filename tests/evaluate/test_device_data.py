@@ -1,0 +1,166 @@
+"""DeviceData on the CPU: normalisation, static batches, seeded and real augmentation."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from evo_nas.errors import DataError
+from evo_nas.evaluate.data import Dataset
+from evo_nas.evaluate.device_data import DeviceData
+
+N = 40
+
+
+def toy(channels=3, flip=True, size=8, test=False) -> Dataset:
+    """Random images; label i for image i, so a batch says which images it holds."""
+    rng = np.random.default_rng(channels)
+    x = rng.integers(0, 256, (N, size, size, channels), dtype=np.uint8)
+    xt, yt = (x[:5], np.arange(5)) if test else (None, None)
+    return Dataset("toy", x, np.arange(N), xt, yt, N, flip, "memory")
+
+
+def normalised(ds: Dataset, pad: int) -> np.ndarray:
+    """The oracle: (x/255 - mean)/std, padded with black (normalised 0), N×Hp×Wp×C."""
+    mean, std = np.array(ds.mean), np.array(ds.std)
+    x = (ds.x_train / 255.0 - mean) / std
+    black = -mean / std
+    out = np.broadcast_to(black, (N, x.shape[1] + 2 * pad, x.shape[2] + 2 * pad, x.shape[3]))
+    out = out.copy()
+    out[:, pad:pad + x.shape[1], pad:pad + x.shape[2]] = x
+    return out
+
+
+def transforms(padded: np.ndarray, image: np.ndarray, pad: int) -> set[tuple]:
+    """Every (dy, dx, mirrored) whose crop of padded equals image (both H×W×C)."""
+    h, w = image.shape[:2]
+    found = set()
+    for dy, dx, mirrored in itertools.product(range(2 * pad + 1), range(2 * pad + 1), (0, 1)):
+        crop = padded[dy:dy + h, dx:dx + w]
+        if mirrored:
+            crop = crop[:, ::-1]
+        if np.allclose(crop, image, atol=1e-5):
+            found.add((dy, dx, mirrored))
+    return found
+
+
+def seen_transforms(ds: Dataset, augment: bool, pad=2, seed=0) -> list[set[tuple]]:
+    dd = DeviceData(ds, pad=pad)
+    oracle = normalised(ds, pad)
+    gen = torch.Generator().manual_seed(seed)
+    result = []
+    for x, y in dd.batches(8, gen, augment=augment):
+        for image, label in zip(x.permute(0, 2, 3, 1).numpy(), y.tolist()):
+            result.append(transforms(oracle[label], image, pad))
+    return result
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_stored_images_are_normalised(channels):
+    ds = toy(channels)
+    dd = DeviceData(ds)
+    images = dd.images
+    assert images.shape == (N, channels, 8, 8) and dd.labels.dtype == torch.int64
+    per_channel = images.transpose(0, 1).reshape(channels, -1)
+    assert torch.allclose(per_channel.mean(1), torch.zeros(channels), atol=1e-5)
+    assert torch.allclose(per_channel.std(1, correction=0), torch.ones(channels), atol=1e-5)
+    expected = normalised(ds, 0).transpose(0, 3, 1, 2)
+    assert np.allclose(images.numpy(), expected, atol=1e-5)
+
+
+def test_indices_select_samples():
+    dd = DeviceData(toy(), np.array([3, 17, 30]))
+    assert len(dd) == 3 and dd.labels.tolist() == [3, 17, 30]
+
+
+def test_batches_have_static_shapes_and_drop_the_rest():
+    dd = DeviceData(toy())
+    gen = torch.Generator().manual_seed(0)
+    shapes = [tuple(x.shape) for x, _ in dd.batches(16, gen, augment=True)]
+    assert shapes == [(16, 3, 8, 8)] * 2 and dd.num_batches(16) == 2
+    kept = [len(y) for _, y in dd.batches(16, gen, augment=False, drop_last=False)]
+    assert kept == [16, 16, 8] and dd.num_batches(16, drop_last=False) == 3
+    assert len(list(dd.batches(16, gen, augment=True, max_batches=1))) == 1
+    small = [tuple(x.shape) for x, _ in dd.batches(64, gen, augment=True)]
+    assert small == [(N, 3, 8, 8)]                   # smaller than a batch: one batch of all
+
+
+def test_an_epoch_shuffles_without_repeats():
+    dd = DeviceData(toy())
+    labels = torch.cat([y for _, y in dd.batches(8, torch.Generator().manual_seed(1), True)])
+    assert sorted(labels.tolist()) == list(range(N)) and labels.tolist() != list(range(N))
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+    dd = DeviceData(toy())
+
+    def epoch(seed):
+        return list(dd.batches(8, torch.Generator().manual_seed(seed), augment=True))
+
+    first, again, other = epoch(7), epoch(7), epoch(8)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert not torch.equal(first[0][1], other[0][1])
+
+
+def test_augment_crops_and_mirrors_real_images():
+    seen = seen_transforms(toy(), augment=True)
+    assert all(seen), "every augmented image is a crop (maybe mirrored) of its original"
+    assert any((2, 2, 0) not in s for s in seen)      # some are shifted
+    assert any(all(m for *_, m in s) for s in seen)   # some are mirrored
+    assert any(all(not m for *_, m in s) for s in seen)
+
+
+def test_no_augment_gives_the_original_images():
+    seen = seen_transforms(toy(), augment=False)
+    assert all((2, 2, 0) in s for s in seen)
+
+
+def test_no_mirror_when_the_dataset_forbids_it():
+    seen = seen_transforms(toy(flip=False), augment=True)
+    assert all(any(not m for *_, m in s) for s in seen)
+    assert any((2, 2, 0) not in s for s in seen)      # crops still happen
+
+
+def test_pad_zero_disables_crops():
+    seen = seen_transforms(toy(flip=False), augment=True, pad=0)
+    assert all(s == {(0, 0, 0)} for s in seen)
+
+
+def test_eval_batches_cover_every_sample_once():
+    dd = DeviceData(toy(), np.arange(5, 38))
+    parts = list(dd.eval_batches(10))
+    assert [len(y) for _, y in parts] == [10, 10, 10, 3]
+    assert torch.cat([y for _, y in parts]).tolist() == list(range(5, 38))
+    assert torch.equal(torch.cat([x for x, _ in parts]), dd.images)
+
+
+def test_channels_last_and_low_precision_storage():
+    ds = toy()
+    plain = next(DeviceData(ds).batches(8, torch.Generator().manual_seed(2), True))[0]
+    dd = DeviceData(ds, dtype=torch.bfloat16, channels_last=True)
+    x, _ = next(dd.batches(8, torch.Generator().manual_seed(2), True))
+    assert x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=torch.channels_last)
+    assert plain.is_contiguous()
+    assert torch.allclose(x.float(), plain, atol=0.05)
+    assert next(dd.eval_batches(8))[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_test_part():
+    dd = DeviceData(toy(test=True), part="test")
+    assert dd.labels.tolist() == list(range(5))
+    with pytest.raises(DataError, match="no test split"):
+        DeviceData(toy(), part="test")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batches_live_on_the_gpu_and_match_the_cpu():
+    ds = toy()
+    cuda = DeviceData(ds, device="cuda")
+    x, y = next(cuda.batches(8, torch.Generator(device="cuda").manual_seed(0), True))
+    assert x.is_cuda and y.is_cuda and x.shape == (8, 3, 8, 8)
+    # A CPU generator gives the same batches on any device.
+    on_gpu = next(cuda.batches(8, torch.Generator().manual_seed(3), True))
+    on_cpu = next(DeviceData(ds).batches(8, torch.Generator().manual_seed(3), True))
+    assert torch.equal(on_gpu[1].cpu(), on_cpu[1])
+    assert torch.allclose(on_gpu[0].cpu(), on_cpu[0], atol=1e-5)
