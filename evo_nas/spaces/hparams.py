@@ -1,0 +1,76 @@
+"""Hyperparameter genes: learning rate and weight decay on a log scale, dropout, optimizer.
+
+Off by default; when a space carries `HParamSpace`, every genome it samples carries `HParams`
+and mutation perturbs them like any other gene. [stdlib only]
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from evo_nas.errors import GenomeError
+from evo_nas.genome import OPTIMIZERS, HParams
+
+
+@dataclass(frozen=True)
+class HParamSpace:
+    # Ranges wide enough to hold the usual optima of brief proxy trainings; the report warns
+    # when the best candidates sit at a border, which means a range should be widened.
+    lr: tuple[float, float] = (1e-3, 0.5)  # log-uniform
+    weight_decay: tuple[float, float] = (1e-5, 1e-2)  # log-uniform
+    dropout: tuple[float, float] = (0.0, 0.5)  # uniform
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    sigma: float = 0.5  # std of a mutation step, in natural-log units for lr and weight decay
+
+    LOG_SCALED = ("lr", "weight_decay")
+
+    def sample(self, rng: random.Random) -> HParams:
+        return HParams(lr=_log_uniform(rng, *self.lr),
+                       weight_decay=_log_uniform(rng, *self.weight_decay),
+                       dropout=rng.uniform(*self.dropout),
+                       optimizer=rng.choice(self.optimizers))
+
+    def mutate(self, hp: HParams, rng: random.Random) -> HParams:
+        """Perturb one gene: a log-normal step for the log-scaled ones, clipped to the range."""
+        gene = rng.choice(["lr", "weight_decay", "dropout", "optimizer"])
+        if gene == "optimizer" and len(self.optimizers) > 1:
+            value = rng.choice([o for o in self.optimizers if o != hp.optimizer])
+        elif gene == "dropout":
+            width = self.dropout[1] - self.dropout[0]
+            value = _clip(hp.dropout + rng.gauss(0.0, self.sigma * width / 2), self.dropout)
+        elif gene in self.LOG_SCALED:
+            bounds = getattr(self, gene)
+            value = _clip(getattr(hp, gene) * math.exp(rng.gauss(0.0, self.sigma)), bounds)
+        else:
+            return hp
+        return HParams(**{**hp.to_dict(), gene: value})
+
+    def cross(self, a: HParams, b: HParams, rng: random.Random) -> HParams:
+        da, db = a.to_dict(), b.to_dict()
+        return HParams(**{k: (da if rng.random() < 0.5 else db)[k] for k in da})
+
+    def validate(self, hp: HParams | None, where: str) -> None:
+        if hp is None:
+            raise GenomeError(f"{where}: hparams: missing, and this run searches hyperparameters")
+        for gene in ("lr", "weight_decay", "dropout"):
+            low, high = getattr(self, gene)
+            if not low <= getattr(hp, gene) <= high:
+                raise GenomeError(f"{where}: hparams.{gene}: {getattr(hp, gene)} is outside [{low}, {high}]")
+        if hp.optimizer not in self.optimizers:
+            raise GenomeError(f"{where}: hparams.optimizer: {hp.optimizer!r} is not one of {self.optimizers}")
+
+
+def _log_uniform(rng: random.Random, low: float, high: float) -> float:
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
+def _clip(value: float, bounds: tuple[float, float]) -> float:
+    return min(max(value, bounds[0]), bounds[1])
+
+
+def hparams_key(hp: HParams | None) -> str:
+    if hp is None:
+        return ""
+    return f"|hp:{hp.lr!r},{hp.weight_decay!r},{hp.dropout!r},{hp.optimizer}"
