@@ -254,15 +254,24 @@ def _hparams(data: object, where: str) -> HParams:
     d = _mapping(data, where, "hparams")
     names = [f.name for f in fields(HParams)]
     _no_unknown_keys(d, set(names), where, "hparams")
-    for key in ("lr", "weight_decay", "dropout"):
-        value = d.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise GenomeError(f"{where}: hparams.{key}: must be a number, got {value!r}")
+    numbers = {key: _number(d.get(key)) for key in ("lr", "weight_decay", "dropout")}
+    for key, value in numbers.items():
+        if value is None:
+            raise GenomeError(f"{where}: hparams.{key}: must be a number, got {d.get(key)!r}")
     if d.get("optimizer") not in OPTIMIZERS:
         raise GenomeError(f"{where}: hparams.optimizer: must be one of {', '.join(OPTIMIZERS)}, "
                           f"got {d.get('optimizer')!r}")
-    return HParams(lr=float(d["lr"]), weight_decay=float(d["weight_decay"]),
-                   dropout=float(d["dropout"]), optimizer=d["optimizer"])
+    return HParams(**numbers, optimizer=d["optimizer"])
+
+
+def _number(value: object) -> float | None:
+    """A float, also from a string: YAML 1.1 reads `1e-4` (no dot) as a string."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _mapping(data: object, where: str, path: str) -> dict:

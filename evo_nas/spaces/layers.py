@@ -69,34 +69,16 @@ class LayerSpace(SearchSpace):
         return _set_layer(genome, i, replace(layer, filters=_other(self.filters, layer.filters, rng)))
 
     def mut_insert_layer(self, genome: LayerGenome, rng: random.Random) -> LayerGenome:
-        """Insert a layer into the chain at position p: it reads state p, and the layer that
-        followed reads the new layer instead. Other states keep their meaning (renumbered)."""
         if len(genome.layers) >= self.max_layers:
             return genome
         p = rng.randrange(len(genome.layers) + 1)
         new = Layer(rng.choice(self.heights), rng.choice(self.widths), rng.choice(self.filters), (p,))
-        layers = [*genome.layers[:p], new]
-        for i, layer in enumerate(genome.layers[p:], start=p):
-            shifted = {s + 1 if s > p or (s == p and i == p) else s for s in layer.inputs}
-            layers.append(replace(layer, inputs=tuple(sorted(shifted))))
-        return replace(genome, layers=tuple(layers))
+        return insert_layer(genome, p, new)
 
     def mut_delete_layer(self, genome: LayerGenome, rng: random.Random) -> LayerGenome:
-        """Delete layer p; its readers read its inputs instead."""
         if len(genome.layers) <= self.min_layers:
             return genome
-        p = rng.randrange(len(genome.layers))
-        gone = genome.layers[p]
-        layers = list(genome.layers[:p])
-        for layer in genome.layers[p + 1:]:
-            inputs = set()
-            for s in layer.inputs:
-                if s == p + 1:
-                    inputs.update(gone.inputs)
-                else:
-                    inputs.add(s - 1 if s > p + 1 else s)
-            layers.append(replace(layer, inputs=tuple(sorted(inputs))))
-        return replace(genome, layers=tuple(layers))
+        return delete_layer(genome, rng.randrange(len(genome.layers)))
 
     def arch_key(self, genome: LayerGenome) -> str:
         strided = reduction_layers(len(genome.layers), self.reductions)
@@ -117,6 +99,31 @@ class LayerSpace(SearchSpace):
                 if getattr(layer, field) not in allowed:
                     raise GenomeError(f"{where}: layers[{i}].{field}: {getattr(layer, field)} is not "
                                       f"one of {list(allowed)}")
+
+
+def insert_layer(genome: LayerGenome, p: int, new: Layer) -> LayerGenome:
+    """Insert `new` (which reads state p) into the chain at position p; the layer that
+    followed reads the new layer instead. Other states keep their meaning (renumbered)."""
+    layers = [*genome.layers[:p], new]
+    for i, layer in enumerate(genome.layers[p:], start=p):
+        shifted = {s + 1 if s > p or (s == p and i == p) else s for s in layer.inputs}
+        layers.append(replace(layer, inputs=tuple(sorted(shifted))))
+    return replace(genome, layers=tuple(layers))
+
+
+def delete_layer(genome: LayerGenome, p: int) -> LayerGenome:
+    """Delete layer p; its readers read its inputs instead."""
+    gone = genome.layers[p]
+    layers = list(genome.layers[:p])
+    for layer in genome.layers[p + 1:]:
+        inputs = set()
+        for s in layer.inputs:
+            if s == p + 1:
+                inputs.update(gone.inputs)
+            else:
+                inputs.add(s - 1 if s > p + 1 else s)
+        layers.append(replace(layer, inputs=tuple(sorted(inputs))))
+    return replace(genome, layers=tuple(layers))
 
 
 def mut_add_input(genome: LayerGenome, rng: random.Random) -> LayerGenome:

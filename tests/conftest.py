@@ -1,0 +1,20 @@
+"""Shared test settings: the repo root on sys.path, paths to shared reference data."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+GENOMES = ROOT / "genomes"
+SHARED = Path(os.environ.get("EVONAS_SHARED", ROOT.parent / "shared"))
+
+# CPU results are reproducible only at a fixed thread count.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def genomes_dir() -> Path:
+    return GENOMES
