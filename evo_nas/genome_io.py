@@ -52,6 +52,8 @@ def load_genome(path: str | os.PathLike) -> Genome:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GenomeError(f"{path}: no such genome file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise GenomeError(f"{path}: cannot read genome file ({err.__class__.__name__}: {err})") from None
     return loads(text, str(path))

@@ -1,0 +1,55 @@
+# evonas: two commands set everything up on a fresh machine.
+#   make run    set up (if needed), then run the default search (cells, NSGA-II, Fashion-MNIST)
+#   make test   set up (if needed), then run the test suite
+#
+# PyTorch: where `nvidia-smi` finds a GPU we ask for any torch >= 2.4 (pip picks a CUDA
+# build, and an existing CUDA torch in the venv is kept); elsewhere the CPU build
+# torch==2.13.0. Override with TORCH_SPEC, and add TORCH_INDEX to pick a wheel index, e.g.
+#   make setup TORCH_SPEC='torch==2.13.0' TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH_SPEC ?= $(if $(HAS_GPU),torch>=2.4,torch==2.13.0)
+TORCH_INDEX ?=
+STAMP := $(VENV)/.evonas-setup
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+ARGS ?=
+
+.PHONY: setup run test lint bench data clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch, sys; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(v < (2, 4))" 2>/dev/null \
+		&& echo "torch already installed: keeping it" \
+		|| $(BIN)/pip install --disable-pip-version-check -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	@$(MAKE) --no-print-directory data
+	@touch $(STAMP)
+
+# Fashion-MNIST from Debian's package where apt exists; elsewhere evonas looks in --data-dir,
+# $$EVONAS_DATA, then downloads with checksums.
+data:
+	@if [ ! -f $(FMNIST) ] && command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist \
+		|| echo "could not install dataset-fashion-mnist; evonas will look elsewhere (see README)"; \
+	fi
+
+run: setup
+	$(BIN)/evonas run $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check evo_nas tests
+
+bench: setup
+	$(BIN)/evonas bench $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

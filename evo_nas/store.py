@@ -1,0 +1,202 @@
+"""A run directory: resolved config, append-only journal, atomic snapshots, derived tables.
+
+    runs/<name>/
+      config.yaml      the resolved configuration (every value concrete)
+      meta.json        format version, seed, hypervolume reference point
+      journal.jsonl    one line per evaluation, appended and fsynced as each finishes: the truth
+      snapshots/       gen-00003.json: population ids, generation, RNG states (atomic writes)
+      history.csv      every evaluation as a table, derived from the journal
+      front.csv, report.html   (written by the report)
+
+Nothing here is pickled; every file is text a person can read. Writes that replace a file go
+through a temporary file, fsync and os.replace, so a crash leaves the old or the new version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evo_nas.errors import RunDirError
+
+FORMAT = 1
+KEEP_SNAPSHOTS = 3  # older ones are deleted; the newest that reads back is used
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # -- files ------------------------------------------------------------------------
+    config_file = property(lambda self: self.path / "config.yaml")
+    meta_file = property(lambda self: self.path / "meta.json")
+    journal_file = property(lambda self: self.path / "journal.jsonl")
+    snapshot_dir = property(lambda self: self.path / "snapshots")
+    history_file = property(lambda self: self.path / "history.csv")
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, config: dict, meta: dict) -> RunDir:
+        """A new run directory; refuses to touch one that exists and is not empty."""
+        run = cls(path)
+        if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
+            raise RunDirError(f"{run.path}: already exists; continue it with `evonas resume {run.path}` "
+                              f"or choose another --name")
+        try:
+            run.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunDirError(f"{run.path}: cannot create run directory ({err.strerror})") from None
+        atomic_write(run.config_file, yaml.safe_dump(config, sort_keys=False))
+        atomic_write(run.meta_file, json.dumps({"format": FORMAT, **meta}, indent=2) + "\n")
+        run.journal_file.touch()
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> RunDir:
+        """An existing run directory, checked enough to resume or report from it."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise RunDirError(f"{run.path}: no such run directory")
+        for f in (run.meta_file, run.config_file, run.journal_file):
+            if not f.exists():
+                raise RunDirError(f"{run.path}: not an evonas run directory (missing {f.name})")
+        meta = run.meta()
+        if meta.get("format") != FORMAT:
+            raise RunDirError(f"{run.path}: run format {meta.get('format')!r} is not supported "
+                              f"by this evonas (format {FORMAT})")
+        return run
+
+    def meta(self) -> dict:
+        try:
+            meta = json.loads(self.meta_file.read_text())
+        except (OSError, ValueError) as err:
+            raise RunDirError(f"{self.meta_file}: unreadable ({err})") from None
+        if not isinstance(meta, dict):
+            raise RunDirError(f"{self.meta_file}: unreadable (not a JSON object)")
+        return meta
+
+    def update_meta(self, **values: Any) -> None:
+        atomic_write(self.meta_file, json.dumps({**self.meta(), **values}, indent=2) + "\n")
+
+    def config(self) -> dict:
+        try:
+            data = yaml.safe_load(self.config_file.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise RunDirError(f"{self.config_file}: unreadable ({err})") from None
+        if not isinstance(data, dict):
+            raise RunDirError(f"{self.config_file}: unreadable (not a mapping)")
+        return data
+
+    # -- journal ----------------------------------------------------------------------
+    def append(self, record: dict) -> None:
+        """Append one evaluation and make it durable before returning."""
+        line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
+        with open(self.journal_file, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def journal(self, repair: bool = False) -> list[dict]:
+        """Every record, in the order written. A truncated last line (a kill mid-write) is
+        dropped with a warning, and with `repair` cut from the file so appends start on a
+        fresh line; damage anywhere else is an error."""
+        raw = self.journal_file.read_bytes()
+        text = raw.decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        records = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or "id" not in record:
+                    raise ValueError("not an evaluation record")
+            except ValueError:
+                if number == len(lines) and not text.endswith("\n"):
+                    warnings.warn(f"{self.journal_file}: ignoring a truncated last line (the run was "
+                                  f"killed while writing it); that evaluation will run again", stacklevel=2)
+                    if repair:
+                        self._truncate_to(raw.rfind(b"\n") + 1)
+                    break
+                raise RunDirError(f"{self.journal_file}: line {number} is damaged; the journal cannot "
+                                  f"be read past it") from None
+            records.append(record)
+        return records
+
+    def _truncate_to(self, size: int) -> None:
+        # Cut the half-written line so the next append starts on a fresh line.
+        with open(self.journal_file, "r+b") as f:
+            f.truncate(size)
+            os.fsync(f.fileno())
+
+    # -- snapshots --------------------------------------------------------------------
+    def save_snapshot(self, generation: int, snapshot: dict) -> None:
+        path = self.snapshot_dir / f"gen-{generation:05d}.json"
+        atomic_write(path, json.dumps(snapshot, sort_keys=True) + "\n")
+        for old in self._snapshots()[:-KEEP_SNAPSHOTS]:
+            old.unlink(missing_ok=True)
+
+    def latest_snapshot(self) -> dict | None:
+        """The newest snapshot that reads back; a damaged one falls back to the one before."""
+        for path in reversed(self._snapshots()):
+            try:
+                snapshot = json.loads(path.read_text())
+                if isinstance(snapshot, dict) and "generation" in snapshot:
+                    return snapshot
+            except (OSError, ValueError):
+                pass
+            warnings.warn(f"{path}: damaged snapshot, falling back to the previous one", stacklevel=2)
+        return None
+
+    def _snapshots(self) -> list[Path]:
+        return sorted(self.snapshot_dir.glob("gen-*.json"))
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- tables (pandas), derived from the journal -------------------------------------------
+
+HISTORY_COLUMNS = ["id", "rung", "generation", "operator", "parents", "status", "accuracy", "macs", "params",
+                   "train_loss", "epochs", "wall_time", "device", "path", "cache_of", "error", "key", "genome"]
+
+
+def history_frame(records: list[dict]):
+    """One row per evaluation, ordered by id and rung; the genome as compact JSON."""
+    import pandas as pd
+
+    rows = []
+    for r in sorted(records, key=lambda r: (r["id"], r.get("rung", 0))):
+        row = {c: r.get(c) for c in HISTORY_COLUMNS}
+        row["parents"] = " ".join(str(p) for p in r.get("parents", []))
+        row["genome"] = json.dumps(r.get("genome"), sort_keys=True, separators=(",", ":"))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
+def write_csv(frame, path: Path) -> None:
+    atomic_write(path, frame.to_csv(index=False))
