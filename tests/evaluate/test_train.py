@@ -1,0 +1,490 @@
+"""train(): learning on real Fashion-MNIST, determinism, failures as data, schedules, optimizers;
+on CUDA the whole-step graph, its fallbacks, and several GraphedSteps on several streams."""
+
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from evo_nas.errors import ConfigError
+from evo_nas.evaluate.data import load_dataset, split, subset
+from evo_nas.evaluate.device_data import DeviceData
+from evo_nas.evaluate.train import (
+    GraphedStep,
+    StepCore,
+    TrainConfig,
+    TrainingFailure,
+    choose_path,
+    lr_factor,
+    make_optimizer,
+    resolve_hparams,
+    scaled_lr,
+    set_lr,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CUDA = torch.cuda.is_available()
+
+
+def cuda_test(fn):
+    """@pytest.mark.cuda, skipped where there is no GPU."""
+    return pytest.mark.cuda(pytest.mark.skipif(not CUDA, reason="needs CUDA")(fn))
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return load_dataset("fashion-mnist")
+
+
+def splits(dataset, n_train=2000, n_val=500, device="cpu"):
+    train_idx, val_idx = split(len(dataset.x_train), 0.1, seed=0)
+    return (DeviceData(dataset, subset(train_idx, n_train, 0), device),
+            DeviceData(dataset, subset(val_idx, n_val, 0), device, flip=False))
+
+
+@pytest.fixture(scope="module")
+def cpu_data(fashion):
+    return splits(fashion)
+
+
+def small_net(seed=0, dropout=0.1) -> nn.Module:
+    """Two conv/BN/ReLU/pool blocks and a linear head: ~17K parameters, learns in seconds."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(32 * 7 * 7, 10))
+
+
+class NanAfter(nn.Module):
+    """Wraps a net; from training call `after + 1` on its logits are -inf, so the loss is NaN.
+    The call count is a device buffer, so this also works inside a CUDA graph."""
+
+    def __init__(self, inner: nn.Module, after: int):
+        super().__init__()
+        self.inner, self.after = inner, after
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long), persistent=False)
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            out = out + torch.log((self.calls <= self.after).float())  # log 1 = 0, log 0 = -inf
+        return out
+
+
+class AuxNet(nn.Module):
+    """(logits, aux_logits) in training, as DARTS' networks; a plain-float drop_path_prob."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.Flatten())
+        self.head = nn.Linear(8 * 14 * 14, 10)
+        self.aux = nn.Linear(8 * 14 * 14, 10)
+        self.drop_path_prob = 0.0
+
+    def forward(self, x):
+        h = self.body(x)
+        return (self.head(h), self.aux(h)) if self.training else self.head(h)
+
+
+class ZeroLogits(nn.Module):
+    """Logits all 0 whatever the input: the loss is exactly log(10) at every step."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x.flatten(1)[:, :10] * 0 * self.w  # gradient 0: w never moves
+
+
+# ---------------------------------------------------------------- CPU
+
+def test_learns_fashion_mnist_on_cpu(cpu_data):
+    train_data, val_data = cpu_data
+    result = train(small_net(), train_data, val_data, TrainConfig(epochs=2, batch_size=128), "cpu", seed=0)
+    assert result.val_accuracy > 0.6  # chance is 0.1
+    assert result.path == "eager" and result.fallback_reason == ""
+    assert result.precision == "fp32"
+    assert result.steps == 2 * (2000 // 128) and result.epochs == 2.0
+    assert 0.3 < result.train_loss < 2.0
+    assert result.images_per_s > 0 and result.wall_time > 0
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(cpu_data):
+    cfg = TrainConfig(epochs=1, batch_size=128)
+
+    def numbers(seed):
+        r = train(small_net(0), *cpu_data, cfg, "cpu", seed=seed)
+        return r.val_accuracy, r.train_loss
+
+    first = numbers(1)
+    assert numbers(1) == first
+    assert numbers(2) != first
+
+
+@pytest.mark.parametrize("epochs, steps", [(0.5, 4), (1.5, 12), (0.01, 1)])
+def test_fractional_epochs_run_that_fraction_of_the_batches(cpu_data, epochs, steps):
+    cfg = TrainConfig(epochs=epochs, batch_size=250)  # 2000 images: 8 batches an epoch
+    result = train(small_net(), *cpu_data, cfg, "cpu", seed=0)
+    assert result.steps == steps
+    assert result.epochs == pytest.approx(steps / 8)
+
+
+def test_nan_loss_is_a_training_failure_at_its_step(cpu_data):
+    with pytest.raises(TrainingFailure, match="nan") as caught:
+        train(NanAfter(small_net(), after=3), *cpu_data, TrainConfig(batch_size=128), "cpu", seed=0)
+    assert "step 4" in caught.value.reason and caught.value.steps == 4
+
+
+def test_time_limit_is_a_training_failure(cpu_data):
+    with pytest.raises(TrainingFailure, match=r"time limit 1e-09s exceeded after 1 steps"):
+        train(small_net(), *cpu_data, TrainConfig(batch_size=128, time_limit=1e-9), "cpu", seed=0)
+
+
+def test_loss_is_the_mean_of_the_step_losses(cpu_data):
+    result = train(ZeroLogits(), *cpu_data, TrainConfig(batch_size=128, grad_clip=None), "cpu", seed=0)
+    assert result.train_loss == pytest.approx(math.log(10), rel=1e-6)
+
+
+def test_aux_head_and_drop_path_annealing(cpu_data):
+    model = AuxNet()
+    cfg = TrainConfig(epochs=1, batch_size=100, drop_path=0.3)  # 20 steps
+    result = train(model, *cpu_data, cfg, "cpu", seed=0)
+    assert math.isfinite(result.train_loss) and result.val_accuracy > 0.3
+    assert model.drop_path_prob == pytest.approx(0.3 * 19 / 20)  # annealed from 0, one step short of max
+    assert not model.training
+
+
+def test_hparams_override_optimizer_lr_and_weight_decay(cpu_data):
+    hp = SimpleNamespace(lr=0.004, weight_decay=1e-4, optimizer="adam", dropout=0.3)
+    result = train(small_net(), *cpu_data, TrainConfig(batch_size=128), "cpu", seed=0, hparams=hp)
+    assert result.optimizer == "adam"
+    assert result.lr == pytest.approx(0.004 * 128 / 256)
+    assert resolve_hparams(TrainConfig(), hp) == ("adam", 0.004, 1e-4)
+    assert resolve_hparams(TrainConfig(lr=0.3), None) == ("sgd", 0.3, 5e-4)
+    with pytest.raises(ConfigError):
+        resolve_hparams(TrainConfig(), SimpleNamespace(lr=0.1, weight_decay=0.0, optimizer="lamb", dropout=0.0))
+
+
+@pytest.mark.parametrize("name, cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                       ("rmsprop", torch.optim.RMSprop)])
+def test_make_optimizer(name, cls):
+    opt = make_optimizer(small_net().parameters(), name, 0.05, 3e-4, TrainConfig())
+    assert type(opt) is cls
+    group = opt.param_groups[0]
+    assert group["lr"] == 0.05 and group["weight_decay"] == 3e-4
+    if name == "sgd":
+        assert group["momentum"] == 0.9 and group["nesterov"]
+    set_lr(opt, 0.01)
+    assert opt.param_groups[0]["lr"] == 0.01
+
+
+def test_make_optimizer_refuses_unknown_and_cpu_capturable():
+    with pytest.raises(ConfigError, match="lamb"):
+        make_optimizer(small_net().parameters(), "lamb", 0.1, 0.0, TrainConfig())
+    with pytest.raises(ValueError, match="CUDA"):
+        make_optimizer(small_net().parameters(), "adam", 0.1, 0.0, TrainConfig(), "cpu", capturable=True)
+
+
+def test_set_lr_fills_a_tensor_rate_in_place():
+    rate = torch.tensor(0.1)
+    opt = torch.optim.Adam(small_net().parameters(), lr=rate)
+    set_lr(opt, 0.02)
+    assert opt.param_groups[0]["lr"] is rate and rate.item() == pytest.approx(0.02)
+
+
+def test_lr_scales_linearly_with_batch():
+    assert scaled_lr(0.2, 256) == pytest.approx(0.2)
+    assert scaled_lr(0.2, 128) == pytest.approx(0.1)
+    assert scaled_lr(0.2, 1024) == pytest.approx(0.8)
+
+
+def test_onecycle_warms_up_to_the_peak_then_decays_to_near_zero():
+    total = 100
+    f = [lr_factor(s, total, "onecycle", 0.2) for s in range(total)]
+    assert f[0] == pytest.approx(1 / 20) and f[19] == 1.0 and f[20] == 1.0
+    assert all(a < b for a, b in zip(f[:20], f[1:20]))  # rising
+    assert all(a > b for a, b in zip(f[20:], f[21:]))  # falling
+    assert f[-1] == pytest.approx(1 / 80) and min(f) > 0
+
+
+def test_cosine_and_constant_schedules():
+    total = 50
+    cos = [lr_factor(s, total, "cosine", 0.0) for s in range(total)]
+    assert cos[0] == 1.0 and cos[25] == pytest.approx(0.5) and 0 < cos[-1] < 0.01
+    const = [lr_factor(s, total, "constant", 0.1) for s in range(total)]
+    assert const[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0]) and set(const[5:]) == {1.0}
+
+
+def test_choose_path():
+    cfg, model = TrainConfig(), small_net()
+    assert choose_path("cpu", cfg, model) == ("eager", "not CUDA")
+    assert choose_path("cuda", cfg, model) == ("graph", "")
+    assert choose_path("cuda", TrainConfig(cuda_graph="off"), model)[0] == "eager"
+    model.graph_safe = False
+    path, reason = choose_path("cuda", cfg, model)
+    assert path == "eager" and "graph_safe" in reason
+    path, reason = choose_path("cuda", cfg, small_net(), steps=3)
+    assert path == "eager" and "3 steps" in reason
+    assert choose_path("cuda", cfg, small_net(), steps=4) == ("graph", "")
+    with pytest.raises(ConfigError, match="not CUDA"):
+        choose_path("cpu", TrainConfig(cuda_graph="on"), small_net())
+    with pytest.raises(ConfigError, match="graph_safe"):
+        choose_path("cuda", TrainConfig(cuda_graph="on"), model)
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(optimizer="lamb"), dict(schedule="step"),
+                                 dict(warmup=1.0), dict(cuda_graph="yes"), dict(precision="fp16"),
+                                 dict(warmup_steps_before_capture=0), dict(grad_clip=0.0),
+                                 dict(drop_path=1.0), dict(channels_last="maybe")])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad)
+
+
+def test_step_core_accumulates_the_main_loss_only():
+    model = AuxNet()
+    opt = make_optimizer(model.parameters(), "sgd", 1e-9, 0.0, TrainConfig())
+    loss_sum = torch.zeros(())
+    core = StepCore(model.train(), opt, TrainConfig(label_smoothing=0.0), loss_sum, "fp32")
+    x, y = torch.randn(4, 1, 28, 28), torch.arange(4)
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(model(x)[0], y)
+    core(x, y)
+    assert loss_sum.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------- CUDA
+
+@pytest.fixture(scope="module")
+def cuda_data(fashion):
+    return splits(fashion, 6000, 1000, device="cuda")
+
+
+@cuda_test
+def test_graph_path_trains(cuda_data):
+    result = train(small_net(), *cuda_data, TrainConfig(epochs=2, batch_size=128), "cuda", seed=0)
+    assert result.path == "graph", result.fallback_reason
+    assert result.fallback_reason == ""
+    assert result.precision == "bf16"
+    assert math.isfinite(result.train_loss) and result.val_accuracy > 0.7
+
+
+@cuda_test
+@pytest.mark.parametrize("optimizer, lr", [("adam", 0.004), ("rmsprop", 0.002)])
+def test_graph_path_trains_with_adaptive_optimizers(cuda_data, optimizer, lr):
+    cfg = TrainConfig(epochs=2, batch_size=128, optimizer=optimizer, lr=lr)
+    result = train(small_net(), *cuda_data, cfg, "cuda", seed=0)
+    assert result.path == "graph", result.fallback_reason
+    assert math.isfinite(result.train_loss) and result.val_accuracy > 0.6
+
+
+@cuda_test
+def test_graph_and_eager_reach_similar_accuracy(cuda_data):
+    results = {mode: train(small_net(), *cuda_data, TrainConfig(epochs=3, batch_size=128, cuda_graph=mode),
+                           "cuda", seed=0) for mode in ("auto", "off")}
+    assert results["auto"].path == "graph" and results["off"].path == "eager"
+    assert results["off"].fallback_reason == "cuda_graph='off'"
+    assert abs(results["auto"].val_accuracy - results["off"].val_accuracy) < 0.06
+    assert abs(results["auto"].train_loss - results["off"].train_loss) < 0.15
+
+
+class SyncsInForward(nn.Module):
+    """Calls .item() in forward: a host sync, which capture cannot hold."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = small_net()
+
+    def forward(self, x):
+        out = self.inner(x)
+        if out.abs().max().item() > 1e30:
+            out = out * 0
+        return out
+
+
+@cuda_test
+def test_a_syncing_model_falls_back_to_eager(cuda_data):
+    result = train(SyncsInForward(), *cuda_data, TrainConfig(epochs=1, batch_size=128), "cuda", seed=0)
+    assert result.path == "eager" and "sync" in result.fallback_reason
+    assert result.val_accuracy > 0.5
+    with pytest.raises(TrainingFailure, match="capture failed"):
+        train(SyncsInForward(), *cuda_data, TrainConfig(epochs=1, batch_size=128, cuda_graph="on"), "cuda", seed=0)
+
+
+class FailsWhenCaptured(nn.Module):
+    """Trains eagerly, but fails while a CUDA graph is being captured."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.inner, self.how = small_net(), how
+
+    def forward(self, x):
+        if torch.cuda.is_current_stream_capturing():
+            if self.how == "raise":
+                raise RuntimeError("this model refuses capture")
+            if self.how == "oom":
+                raise torch.cuda.OutOfMemoryError("pretend the graph pool is full")
+        return self.inner(x)
+
+
+@cuda_test
+@pytest.mark.parametrize("how, words", [("raise", "refuses capture"), ("oom", "out of memory")])
+def test_a_failed_capture_falls_back_cleanly(cuda_data, how, words):
+    cfg = TrainConfig(epochs=1, batch_size=128)
+    eager = train(FailsWhenCaptured(how), *cuda_data, TrainConfig(epochs=1, batch_size=128, cuda_graph="off"),
+                  "cuda", seed=0)
+    result = train(FailsWhenCaptured(how), *cuda_data, cfg, "cuda", seed=0)
+    assert result.path == "eager" and words in result.fallback_reason
+    # the fallback restarts from the initial state: it is an eager run of the same seed
+    assert abs(result.val_accuracy - eager.val_accuracy) < 0.03
+    after = train(small_net(), *cuda_data, cfg, "cuda", seed=0)  # nothing left behind
+    assert after.path == "graph" and math.isfinite(after.train_loss)
+
+
+@cuda_test
+def test_a_capture_cuda_invalidates_falls_back_and_leaves_capture_working():
+    """torch.cuda.synchronize() inside capture makes CUDA invalidate the capture (capture_end
+    fails). Run in a child process, so that a torch that cannot clean up fails only this test."""
+    code = textwrap.dedent("""
+        import math, torch
+        from evo_nas.evaluate.data import load_dataset
+        from evo_nas.evaluate.train import TrainConfig, train
+        from tests.evaluate.test_train import splits, small_net
+
+        class SyncsWhenCaptured(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = small_net()
+            def forward(self, x):
+                if torch.cuda.is_current_stream_capturing():
+                    torch.cuda.synchronize()
+                return self.inner(x)
+
+        data = splits(load_dataset("fashion-mnist"), 2000, 500, device="cuda")
+        cfg = TrainConfig(epochs=1, batch_size=128)
+        r = train(SyncsWhenCaptured(), *data, cfg, "cuda", seed=0)
+        assert r.path == "eager" and "capture failed" in r.fallback_reason, r
+        for seed in range(2):
+            r = train(small_net(), *data, cfg, "cuda", seed=seed)
+            assert r.path == "graph" and math.isfinite(r.train_loss) and r.val_accuracy > 0.4, r
+        torch.cuda.synchronize()
+        print("OK")
+    """)
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "OK" in run.stdout, run.stderr[-3000:]
+
+
+@cuda_test
+def test_nan_and_time_limit_on_the_graph_path(cuda_data):
+    cfg = TrainConfig(epochs=3, batch_size=128)  # 138 steps
+    with pytest.raises(TrainingFailure, match="nan") as caught:
+        train(NanAfter(small_net(), after=60), *cuda_data, cfg, "cuda", seed=0)
+    assert caught.value.steps == 100  # found at the second check, 50 steps apart
+    with pytest.raises(TrainingFailure, match="exceeded after 50 steps"):
+        train(small_net(), *cuda_data, TrainConfig(epochs=3, batch_size=128, time_limit=1e-6), "cuda", seed=0)
+
+
+@cuda_test
+def test_cell_network_with_aux_head_and_drop_path_on_the_graph_path(cuda_data):
+    from evo_nas.build import Skeleton, build
+    from evo_nas.genome_io import load_genome
+
+    torch.manual_seed(0)
+    genome = load_genome(ROOT / "genomes" / "darts_v2.yaml")
+    model = build(genome, Skeleton(input_shape=(1, 28, 28), init_channels=8, layers=3, auxiliary=True,
+                                   drop_path=0.2))
+    result = train(model, *cuda_data, TrainConfig(epochs=1, batch_size=128, drop_path=0.2), "cuda", seed=0)
+    assert result.path == "graph", result.fallback_reason
+    assert math.isfinite(result.train_loss) and result.val_accuracy > 0.2
+    assert model.drop_path_prob > 0.15
+
+
+def graphed_candidate(model: nn.Module, data: DeviceData, seed: int):
+    """A GraphedStep training `model` (bf16, channels_last, capturable SGD), its loss sum, its lr."""
+    model.cuda().to(memory_format=torch.channels_last).train()
+    cfg = TrainConfig()
+    opt = make_optimizer(model.parameters(), "sgd", 0.05, 5e-4, cfg, "cuda", capturable=True)
+    loss_sum = torch.zeros((), device="cuda")
+    core = StepCore(model, opt, cfg, loss_sum, "bf16", autocast_cache=False)
+    x = torch.empty((128, 1, 28, 28), device="cuda", memory_format=torch.channels_last)
+    y = torch.empty(128, dtype=torch.long, device="cuda")
+    step = GraphedStep(lambda: core(x, y), (x, y), keep=(model, opt, core), seed=seed)
+    return step, loss_sum
+
+
+@cuda_test
+def test_two_graphed_steps_replay_interleaved_on_two_streams(cuda_data):
+    train_data = cuda_data[0]
+    gen = torch.Generator().manual_seed(0)
+    batches = (b for _ in range(100) for b in train_data.batches(128, gen, augment=True))
+    a, loss_a = graphed_candidate(small_net(0, dropout=0.2), train_data, seed=1)
+    b, loss_b = graphed_candidate(nn.Sequential(small_net(1), nn.Dropout(0.1)), train_data, seed=2)
+    for _ in range(3):
+        a.run_eager(next(batches))
+    a.capture()
+    for _ in range(5):
+        a.replay(next(batches))  # A runs while B warms up and is captured
+    for _ in range(3):
+        b.run_eager(next(batches))
+    b.capture()
+    stream_a, stream_b = torch.cuda.Stream(), torch.cuda.Stream()
+    sums = []
+    for i in range(400):
+        a.replay(next(batches), stream=stream_a)
+        b.replay(next(batches), stream=stream_b)
+        if i in (49, 399):
+            torch.cuda.synchronize()
+            sums.append((loss_a.item(), loss_b.item()))
+    torch.cuda.synchronize()
+    a.close()
+    b.close()
+    (a50, b50), (a400, b400) = sums
+    steps_before = 3 + 5 + 50
+    for first, last, before in ((a50, a400, steps_before), (b50, b400, 3 + 50)):
+        assert math.isfinite(last)
+        late_mean = (last - first) / 350
+        assert late_mean < first / before - 0.2  # it learns: later steps have lower loss
+
+
+@cuda_test
+def test_graphed_steps_draw_from_their_own_rng():
+    """Two steps seeded alike draw the same numbers, replayed interleaved on two streams, and
+    successive replays draw new ones: their RNG states are their own, not the default's."""
+    before = torch.cuda.get_rng_state()
+    outs, steps = [], []
+    for _ in range(2):
+        out = torch.zeros(1000, device="cuda")
+        dummy = torch.zeros(1, device="cuda")
+        steps.append(GraphedStep(lambda out=out: out.copy_(torch.rand(1000, device="cuda")), (dummy,),
+                                 keep=(out,), seed=7))
+        outs.append(out)
+    draws = [[], []]
+    for k, step in enumerate(steps):
+        step.run_eager((dummy,))
+        draws[k].append(outs[k].clone())
+        step.capture()
+    streams = [torch.cuda.Stream(), torch.cuda.Stream()]
+    for _ in range(5):
+        for k, step in enumerate(steps):
+            step.replay(stream=streams[k])
+            with torch.cuda.stream(streams[k]):
+                draws[k].append(outs[k].clone())
+    torch.cuda.synchronize()
+    for step in steps:
+        step.close()
+    for x, y in zip(*draws):
+        assert torch.equal(x, y)
+    assert not torch.equal(draws[0][1], draws[0][2])
+    assert torch.equal(torch.cuda.get_rng_state(), before)
