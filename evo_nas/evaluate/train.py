@@ -132,7 +132,7 @@ class TrainConfig:
     channels_last: str | bool = "auto"  # auto: on for CUDA (faster convs under bf16)
     cuda_graph: str = "auto"  # auto: capture on CUDA, eager if capture fails; "on" fails; "off"
     warmup_steps_before_capture: int = 3  # eager steps before capture, as the PyTorch docs
-    time_limit: float = 0.0  # seconds for the training phase; 0 means no limit
+    time_limit: float = 0.0  # seconds from the call to the end of training (not eval); 0: none
     augment: bool = True  # random crop + mirror, done on the device by DeviceData
     eval_batch_size: int = 1024  # no gradients: a larger batch is just faster
     aux_weight: float = 0.4  # DARTS' auxiliary-head weight, when the model returns (logits, aux)
@@ -446,11 +446,14 @@ class GraphedStep:
     def capture(self) -> None:
         """Capture step() into this step's graph; on any failure discard it, raise CaptureError."""
         graph = torch.cuda.CUDAGraph()
+        caller = torch.cuda.current_stream(self.device)
         try:
             with self._own_rng(), torch.cuda.graph(graph, pool=self.pool, stream=self.stream,
                                                    capture_error_mode=self.capture_error_mode):
                 self.step()
         except Exception as err:  # any failure: no graph, train eagerly
+            # torch.cuda.graph leaves its stream current when capture_begin/_end raise
+            torch.cuda.set_stream(caller)
             discard_capture(graph, self.device, self.pool)
             if isinstance(err, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()
@@ -573,7 +576,7 @@ class _Run:
 
     def make_optimizer(self, capturable: bool) -> torch.optim.Optimizer:
         return make_optimizer(self.model.parameters(), self.optimizer_name, self.peak, self.weight_decay,
-                              self.cfg, self.device, capturable)
+                              self.cfg, self.device, capturable=capturable)
 
     def train_eager(self) -> None:
         self.model.train()

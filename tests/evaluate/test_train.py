@@ -13,14 +13,17 @@ import torch
 from torch import nn
 
 from evo_nas.errors import ConfigError
+from evo_nas.evaluate import train as train_module
 from evo_nas.evaluate.data import load_dataset, split, subset
 from evo_nas.evaluate.device_data import DeviceData
 from evo_nas.evaluate.train import (
+    CaptureError,
     GraphedStep,
     StepCore,
     TrainConfig,
     TrainingFailure,
     choose_path,
+    evaluate,
     lr_factor,
     make_optimizer,
     resolve_hparams,
@@ -265,6 +268,73 @@ def test_step_core_accumulates_the_main_loss_only():
     assert loss_sum.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+class FakeGraphedStep:
+    """GraphedStep's protocol run eagerly on the CPU; capture can be told to fail."""
+
+    fail_capture = False
+    closed = 0
+
+    def __init__(self, step, inputs, *, keep=(), seed=None):
+        self.step, self.inputs = step, inputs
+
+    def _run(self, batch):
+        for static, value in zip(self.inputs, batch):
+            static.copy_(value)
+        self.step()
+
+    run_eager = replay = _run
+
+    def capture(self):
+        if self.fail_capture:
+            raise CaptureError("capture failed (pretend)")
+
+    def close(self):
+        FakeGraphedStep.closed += 1
+
+
+def graph_orchestration_on_cpu(monkeypatch, model, data, cfg, fail=False):
+    """_Run.train_graphed on the CPU, with FakeGraphedStep and a plain optimizer."""
+    plain = train_module.make_optimizer
+    monkeypatch.setattr(train_module, "make_optimizer",
+                        lambda *a, capturable=False, **k: plain(*a, capturable=False, **k))
+    monkeypatch.setattr(train_module, "GraphedStep", FakeGraphedStep)
+    monkeypatch.setattr(FakeGraphedStep, "fail_capture", fail)
+    run = train_module._Run(model, data[0], cfg, torch.device("cpu"), 3, None, 0.0)
+    reason = run.train_graphed()
+    return reason, run.train_loss(), evaluate(model, data[1])
+
+
+def eager_on_cpu(model, data, cfg):
+    run = train_module._Run(model, data[0], cfg, torch.device("cpu"), 3, None, 0.0)
+    run.train_eager()
+    return run.train_loss(), evaluate(model, data[1])
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_graph_orchestration_matches_eager_and_falls_back_from_the_start(monkeypatch, cpu_data, fail):
+    """Warm-up, capture and replays walk the same steps with the same schedule as the eager
+    loop; after a failed capture the run restarts from the initial weights and seeds."""
+    # channels_last: the static buffer then has the strides of DeviceData's 1-channel batches,
+    # which CPU convolutions otherwise take for channels_last and compute a little differently
+    cfg = TrainConfig(epochs=1, batch_size=128, channels_last=True)
+    expected = eager_on_cpu(small_net(), cpu_data, cfg)
+    closed = FakeGraphedStep.closed
+    reason, loss, accuracy = graph_orchestration_on_cpu(monkeypatch, small_net(), cpu_data, cfg, fail)
+    assert (loss, accuracy) == expected
+    assert reason == ("capture failed (pretend)" if fail else "")
+    assert FakeGraphedStep.closed == closed + 1
+
+
+def test_graph_orchestration_failures(monkeypatch, cpu_data):
+    with pytest.raises(TrainingFailure, match="cuda_graph='on'"):
+        graph_orchestration_on_cpu(monkeypatch, small_net(), cpu_data, TrainConfig(batch_size=128, cuda_graph="on"),
+                                   fail=True)
+    closed = FakeGraphedStep.closed
+    with pytest.raises(TrainingFailure, match="nan/inf loss at step 5"):
+        graph_orchestration_on_cpu(monkeypatch, NanAfter(small_net(), after=4), cpu_data, TrainConfig(batch_size=128))
+    assert FakeGraphedStep.closed == closed + 1
+
+
 # ---------------------------------------------------------------- CUDA
 
 @pytest.fixture(scope="module")
@@ -347,6 +417,7 @@ def test_a_failed_capture_falls_back_cleanly(cuda_data, how, words):
                   "cuda", seed=0)
     result = train(FailsWhenCaptured(how), *cuda_data, cfg, "cuda", seed=0)
     assert result.path == "eager" and words in result.fallback_reason
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
     # the fallback restarts from the initial state: it is an eager run of the same seed
     assert abs(result.val_accuracy - eager.val_accuracy) < 0.03
     after = train(small_net(), *cuda_data, cfg, "cuda", seed=0)  # nothing left behind
@@ -376,6 +447,7 @@ def test_a_capture_cuda_invalidates_falls_back_and_leaves_capture_working():
         cfg = TrainConfig(epochs=1, batch_size=128)
         r = train(SyncsWhenCaptured(), *data, cfg, "cuda", seed=0)
         assert r.path == "eager" and "capture failed" in r.fallback_reason, r
+        assert torch.cuda.current_stream() == torch.cuda.default_stream()
         for seed in range(2):
             r = train(small_net(), *data, cfg, "cuda", seed=seed)
             assert r.path == "graph" and math.isfinite(r.train_loss) and r.val_accuracy > 0.4, r
@@ -411,7 +483,7 @@ def test_cell_network_with_aux_head_and_drop_path_on_the_graph_path(cuda_data):
     assert model.drop_path_prob > 0.15
 
 
-def graphed_candidate(model: nn.Module, data: DeviceData, seed: int):
+def graphed_candidate(model: nn.Module, seed: int):
     """A GraphedStep training `model` (bf16, channels_last, capturable SGD), its loss sum, its lr."""
     model.cuda().to(memory_format=torch.channels_last).train()
     cfg = TrainConfig()
@@ -429,8 +501,8 @@ def test_two_graphed_steps_replay_interleaved_on_two_streams(cuda_data):
     train_data = cuda_data[0]
     gen = torch.Generator().manual_seed(0)
     batches = (b for _ in range(100) for b in train_data.batches(128, gen, augment=True))
-    a, loss_a = graphed_candidate(small_net(0, dropout=0.2), train_data, seed=1)
-    b, loss_b = graphed_candidate(nn.Sequential(small_net(1), nn.Dropout(0.1)), train_data, seed=2)
+    a, loss_a = graphed_candidate(small_net(0, dropout=0.2), seed=1)
+    b, loss_b = graphed_candidate(nn.Sequential(small_net(1), nn.Dropout(0.1)), seed=2)
     for _ in range(3):
         a.run_eager(next(batches))
     a.capture()
