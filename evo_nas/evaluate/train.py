@@ -36,10 +36,10 @@ The CUDA-graph path (CUDA only):
   torch.cuda.set_sync_debug_mode("error"), so a model that syncs (`.item()` in forward) is
   found before capture starts and trains eagerly instead, without a failed capture.
 - Learning rate under replay: one float32 device tensor, refilled in place before each step.
-  What torch (2.4 to 2.13 read) accepts under capture:
+  What torch accepts under capture (read in the 2.4.1 and 2.13 sources):
     * SGD: the foreach path turns a tensor lr into a Python scalar (`alpha=-lr`, a host sync),
-      so it cannot be captured with a changing lr; `fused=True` (CUDA, torch >= 2.3) has a
-      tensor-lr kernel and no sync, so the graph path uses fused SGD.
+      so it cannot be captured with a changing lr; `fused=True` (CUDA; there in 2.4) has a
+      tensor-lr kernel (`_fused_sgd_` overload) and no sync, so CUDA runs use fused SGD.
     * Adam and RMSprop: `capturable=True, foreach=True` accept a tensor lr (torch 2.4 handles
       it explicitly in their capturable foreach code; Adam divides by it, hence the lr > 0 rule).
   Weight decay is a constant per run, so a float captured into the graph is right. The eager
@@ -300,6 +300,20 @@ def _one_line(err: BaseException, limit: int = 200) -> str:
 
 # ---------------------------------------------------------------- one step
 
+def align_grads(params: Sequence[torch.Tensor]) -> None:
+    """Give each grad its parameter's strides, without a copy.
+
+    Autograd keeps a grad whose strides differ from the parameter's only on size-1 dims (a
+    channels_last (C, 1, k, k) depthwise weight with a contiguous grad, say): the same memory
+    layout, but fused optimizers check strides and refuse (torch 2.4 `_fused_sgd_`), and
+    foreach ops take their slow path. A view with the parameter's strides is exact. At capture
+    this runs once; the graph then writes the same memory."""
+    for p in params:
+        g = p.grad
+        if g is not None and g.stride() != p.stride():
+            p.grad = g.as_strided(p.shape, p.stride())
+
+
 class StepCore:
     """zero_grad -> forward (autocast) -> loss -> backward -> clip -> optimizer step, and the
     main-head loss added to `loss_sum` (a device scalar). No host sync anywhere."""
@@ -323,6 +337,8 @@ class StepCore:
             if aux is not None and cfg.aux_weight > 0:
                 total = loss + cfg.aux_weight * F.cross_entropy(aux, y, label_smoothing=cfg.label_smoothing)
         total.backward()
+        if self.device_type == "cuda":
+            align_grads(self.params)
         if cfg.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=self.foreach)
         self.optimizer.step()
@@ -364,8 +380,8 @@ def discard_capture(graph, device: torch.device, pool) -> None:
     try:
         graph.pool()  # raises unless capture_end finished; then reset() releases the pool
     except RuntimeError:
-        end = (getattr(torch._C, "_cuda_endAllocateToPool", None)  # torch >= 2.5
-               or getattr(torch._C, "_cuda_endAllocateCurrentStreamToPool", None))  # 2.4
+        end = (getattr(torch._C, "_cuda_endAllocateToPool", None)  # its name in newer torch
+               or getattr(torch._C, "_cuda_endAllocateCurrentStreamToPool", None))  # in 2.4
         try:
             if end is not None:
                 end(device.index, pool)

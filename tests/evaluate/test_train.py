@@ -22,6 +22,7 @@ from evo_nas.evaluate.train import (
     StepCore,
     TrainConfig,
     TrainingFailure,
+    align_grads,
     choose_path,
     evaluate,
     lr_factor,
@@ -333,6 +334,19 @@ def test_graph_orchestration_failures(monkeypatch, cpu_data):
     with pytest.raises(TrainingFailure, match="nan/inf loss at step 5"):
         graph_orchestration_on_cpu(monkeypatch, NanAfter(small_net(), after=4), cpu_data, TrainConfig(batch_size=128))
     assert FakeGraphedStep.closed == closed + 1
+
+
+def test_align_grads_gives_grads_the_parameter_strides_without_a_copy():
+    weight = nn.Parameter(torch.empty_strided((8, 1, 3, 3), (9, 1, 3, 1)).normal_())  # channels_last
+    weight.grad = torch.randn(8, 1, 3, 3)  # contiguous: strides differ only on the size-1 dim
+    other = nn.Parameter(torch.randn(4, 5))
+    other.grad = torch.randn(4, 5)
+    before = weight.grad.clone()
+    pointer = weight.grad.data_ptr()
+    assert weight.grad.stride() != weight.stride()
+    align_grads([weight, other, nn.Parameter(torch.zeros(2))])
+    assert weight.grad.stride() == weight.stride()
+    assert weight.grad.data_ptr() == pointer and torch.equal(weight.grad, before)
 
 
 # ---------------------------------------------------------------- CUDA
