@@ -44,17 +44,21 @@ The CUDA-graph path (CUDA only):
       it explicitly in their capturable foreach code; Adam divides by it, hence the lr > 0 rule).
   Weight decay is a constant per run, so a float captured into the graph is right. The eager
   path uses plain float rates (fused SGD, foreach Adam/RMSprop), no capturable overhead.
-- Drop path and dropout inside the graph draw from the default CUDA generator; capture
-  registers its state, and every replay advances its Philox offset, so each replay draws new
-  masks. Drop-path annealing reaches the graph only if the model keeps the probability in a
-  device tensor it updates in place (evo_nas.ops.DropPath does); a model that applies drop
-  path with a Python float must say `graph_safe = False`.
+  Fused kernels refuse a grad whose strides differ from its parameter's, which autograd
+  allows on size-1 dims; align_grads gives such grads the parameter's strides (a free view).
+- Drop path and dropout inside the graph draw from the default CUDA generator, whose state
+  during capture is the GraphedStep's own (below); capture registers that state, and every
+  replay advances its Philox offset, so each replay draws new masks. Drop-path annealing
+  reaches the graph only if the model keeps the probability in a device tensor it updates in
+  place (evo_nas.ops.DropPath does); a model that applies drop path with a Python float must
+  say `graph_safe = False`.
 - Fallback: if the warm-up finds a sync or the capture raises (including out of memory: a
   graph's private pool cannot reuse the eager pool, so capture needs more memory than eager),
   the graph is discarded, the model's state_dict (cloned before the warm-up) is loaded back,
   the optimizer is rebuilt, the RNGs are reseeded, and the run restarts eagerly from step 0:
   the fallback run is exactly an eager run. path="eager" and fallback_reason say so.
-  cuda_graph="on" turns that into a TrainingFailure.
+  cuda_graph="on" turns that into a TrainingFailure. The sync check is process-wide while a
+  warm-up step runs: a threaded worker must not warm up while another thread syncs.
 
 GraphedStep is built so that a later worker can hold several candidates in one process and
 replay them interleaved on several streams. Replaying two graphs on two streams has been seen
@@ -80,11 +84,15 @@ GraphedStep therefore owns everything that two graphs could otherwise share:
   dropping the graph.
 - autocast's weight-cast cache is off inside the captured step: cached bf16 copies made
   outside the graph would be freed when the autocast region exits, under a graph still
-  reading them.
+  reading them. Such memory, which a graph reads but the allocator thinks free, is the likely
+  cause of the illegal access seen before: torch.cuda.graph empties the allocator's cache
+  before each capture, so a second capture hands it back to the driver.
 A capture that CUDA itself invalidated (a sync inside it) leaves torch's allocator routing
-allocations to the graph's pool; discard_capture ends that routing and releases the pool
-through torch's private hooks where they exist (names checked for 2.4 and 2.13), and keeps the
-failed CUDAGraph object alive, because torch may still hold raw pointers to it.
+allocations to the graph's pool and the capture stream current; capture() restores the stream,
+and discard_capture ends the routing and releases the pool through torch's private hooks
+(names checked for 2.4 and 2.13), and keeps the failed CUDAGraph object alive, because torch
+may still hold raw pointers to it. The failed capture's RNG state was the step's own, so the
+default generator is left as it was.
 """
 
 from __future__ import annotations
@@ -189,6 +197,9 @@ class TrainingFailure(Exception):
         super().__init__(reason)
         self.reason = reason
         self.steps = steps
+
+    def __reduce__(self):  # keep `steps` when a worker process sends the failure back
+        return type(self), (self.reason, self.steps)
 
 
 class CaptureError(RuntimeError):

@@ -2,6 +2,7 @@
 on CUDA the whole-step graph, its fallbacks, and several GraphedSteps on several streams."""
 
 import math
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -149,6 +150,11 @@ def test_nan_loss_is_a_training_failure_at_its_step(cpu_data):
     with pytest.raises(TrainingFailure, match="nan") as caught:
         train(NanAfter(small_net(), after=3), *cpu_data, TrainConfig(batch_size=128), "cpu", seed=0)
     assert "step 4" in caught.value.reason and caught.value.steps == 4
+
+
+def test_training_failure_survives_pickling():
+    failure = pickle.loads(pickle.dumps(TrainingFailure("nan/inf loss at step 3", steps=3)))
+    assert (failure.reason, failure.steps, str(failure)) == ("nan/inf loss at step 3", 3, "nan/inf loss at step 3")
 
 
 def test_time_limit_is_a_training_failure(cpu_data):
