@@ -512,6 +512,18 @@ class GraphedStep:
         self._replay_streams = set()
 
 
+def graphed_step(core: StepCore, batch_shape: Sequence[int], dtype: torch.dtype = torch.float32,
+                 memory_format: torch.memory_format = torch.channels_last, seed: int | None = None,
+                 stream: torch.cuda.Stream | None = None) -> GraphedStep:
+    """A GraphedStep running `core` (built with autocast_cache=False) on static buffers for
+    images of `batch_shape` (B, C, H, W) and their B labels. Keeps core's model and optimizer."""
+    device = core.loss_sum.device
+    x = torch.empty(tuple(batch_shape), dtype=dtype, device=device, memory_format=memory_format)
+    y = torch.empty(batch_shape[0], dtype=torch.long, device=device)
+    return GraphedStep(functools.partial(core, x, y), (x, y), keep=(core.model, core.optimizer, core),
+                       seed=seed, stream=stream)
+
+
 # ---------------------------------------------------------------- the training run
 
 def _batches(data: DeviceData, batch_size: int, generator: torch.Generator, augment: bool,
@@ -621,10 +633,7 @@ class _Run:
         optimizer = self.make_optimizer(capturable=True)
         core = StepCore(self.model, optimizer, self.cfg, self.loss_sum, self.precision, autocast_cache=False)
         images = self.data.images
-        x = torch.empty((self.batch, *images.shape[1:]), dtype=images.dtype, device=self.device,
-                        memory_format=self.memory_format)
-        y = torch.empty(self.batch, dtype=torch.long, device=self.device)
-        graphed = GraphedStep(functools.partial(core, x, y), (x, y), keep=(self.model, optimizer, core), seed=self.seed)
+        graphed = graphed_step(core, (self.batch, *images.shape[1:]), images.dtype, self.memory_format, self.seed)
         try:
             self._warm_up_and_replay(graphed, optimizer)
             return ""

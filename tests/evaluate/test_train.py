@@ -26,6 +26,7 @@ from evo_nas.evaluate.train import (
     align_grads,
     choose_path,
     evaluate,
+    graphed_step,
     lr_factor,
     make_optimizer,
     resolve_hparams,
@@ -281,7 +282,7 @@ class FakeGraphedStep:
     fail_capture = False
     closed = 0
 
-    def __init__(self, step, inputs, *, keep=(), seed=None):
+    def __init__(self, step, inputs, **options):
         self.step, self.inputs = step, inputs
 
     def _run(self, batch):
@@ -504,16 +505,13 @@ def test_cell_network_with_aux_head_and_drop_path_on_the_graph_path(cuda_data):
 
 
 def graphed_candidate(model: nn.Module, seed: int):
-    """A GraphedStep training `model` (bf16, channels_last, capturable SGD), its loss sum, its lr."""
+    """A GraphedStep training `model` (bf16, channels_last, capturable SGD) and its loss sum."""
     model.cuda().to(memory_format=torch.channels_last).train()
     cfg = TrainConfig()
     opt = make_optimizer(model.parameters(), "sgd", 0.05, 5e-4, cfg, "cuda", capturable=True)
     loss_sum = torch.zeros((), device="cuda")
     core = StepCore(model, opt, cfg, loss_sum, "bf16", autocast_cache=False)
-    x = torch.empty((128, 1, 28, 28), device="cuda", memory_format=torch.channels_last)
-    y = torch.empty(128, dtype=torch.long, device="cuda")
-    step = GraphedStep(lambda: core(x, y), (x, y), keep=(model, opt, core), seed=seed)
-    return step, loss_sum
+    return graphed_step(core, (128, 1, 28, 28), seed=seed), loss_sum
 
 
 @cuda_test
