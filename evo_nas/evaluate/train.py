@@ -144,7 +144,7 @@ class TrainConfig:
     augment: bool = True  # random crop + mirror, done on the device by DeviceData
     eval_batch_size: int = 1024  # no gradients: a larger batch is just faster
     aux_weight: float = 0.4  # DARTS' auxiliary-head weight, when the model returns (logits, aux)
-    drop_path: float = 0.0  # max drop-path probability, annealed linearly from 0 (DARTS: 0.2)
+    drop_path: float = 0.0  # max drop-path prob, annealed from 0 (DARTS: 0.2); 0 leaves the model's own
 
     def __post_init__(self):
         checks = [
