@@ -59,12 +59,13 @@ class RunConfig:
     layers: int | None = None  # cells in the cell skeleton (nb201: cells per stage)
     epochs: float | None = None
     batch_size: int | None = None
-    lr: float = 0.1  # peak SGD rate for a batch of 256, scaled linearly with batch size
+    lr: float | None = None  # peak SGD rate for a batch of 256, scaled linearly with batch size
     weight_decay: float = 5e-4  # brief trainings overfit little; mild decay helps BN nets
     label_smoothing: float = 0.1  # steadier proxy accuracies for short trainings
     optimizer: str = "sgd"  # SGD + Nesterov momentum: the standard for CIFAR-style cells
     cuda_graph: str = "auto"
     time_limit: float = 0.0  # seconds per evaluation; 0 = none; exceeding it fails the candidate
+    bn_recalibration: int | None = None  # training images to recompute BN statistics on before validating
     fidelity: str = "none"  # "sha": successive halving inside each generation
     sha_rungs: int = 3
     # -- bookkeeping ------------------------------------------------------------------
@@ -78,10 +79,14 @@ class RunConfig:
 # search that finishes `make run` in minutes on 2 cores (small net, data subset). GPU: the
 # proxy of performance-notes.md (device-resident data, CUDA-graph steps).
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"population": 8, "generations": 3, "init_channels": 8, "layers": 5, "epochs": 1.0,
-            "batch_size": 64, "train_limit": 1500, "val_limit": 1000},
+    "cpu": {"population": 8, "generations": 2, "init_channels": 8, "layers": 3, "epochs": 1.0,
+            "batch_size": 64, "train_limit": 1200, "val_limit": 500, "bn_recalibration": 512,
+            # A 19-step proxy wants a high rate: 3 random cells reached 0.45/0.62/0.63 mean val
+            # accuracy at lr 0.1/0.4/1.0 (CPU proxy, n=3 genomes each).
+            "lr": 0.4},
     "cuda": {"population": 32, "generations": 20, "init_channels": 16, "layers": 8, "epochs": 2.0,
-             "batch_size": 512, "train_limit": None, "val_limit": None},
+             "batch_size": 512, "train_limit": None, "val_limit": None, "bn_recalibration": 2048,
+             "lr": 0.2},
 }
 NB201_PRESET = {"init_channels": 16, "layers": 5}  # the benchmark's TinyNetwork (C=16, N=5)
 
@@ -137,6 +142,8 @@ def check(cfg: RunConfig, where: str = "config") -> RunConfig:
     positive = ["population", "generations", "budget", "epochs", "batch_size", "init_channels", "layers",
                 "workers", "train_limit", "val_limit", "offspring", "blocks", "sample", "slots_per_gpu",
                 "sha_rungs", "lr"]
+    if cfg.bn_recalibration is not None and cfg.bn_recalibration < 0:
+        raise ConfigError(f"{where}: bn_recalibration: must not be negative")
     for name in positive:
         value = getattr(cfg, name)
         if value is not None and value <= 0:

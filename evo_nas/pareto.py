@@ -94,8 +94,8 @@ def first_front(vectors: Sequence[Vector]) -> list[int]:
     finite = [i for i, v in enumerate(vectors) if all(math.isfinite(x) for x in v)]
     if not finite:
         return []
-    front = tools.sortNondominated(_points([vectors[i] for i in finite]), len(finite), first_front_only=True)
-    return sorted(finite[p.index] for p in front)
+    front = nondominated_fronts([vectors[i] for i in finite])[0]
+    return [finite[i] for i in front]
 
 
 # -- hypervolume ---------------------------------------------------------------------------

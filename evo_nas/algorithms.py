@@ -1,0 +1,201 @@
+"""Search algorithms as short explicit loops: NSGA-II, aging evolution, random search.
+
+An algorithm never trains, stores or counts anything itself. It talks to a `Search` (the
+runner builds one): `search.evaluate(individuals)` is the one map-like place where
+evaluations happen (dedup, journal and backends sit behind it), `search.new(...)` turns a
+genome into an individual with an id, `search.done(state)` says when to stop and
+`search.checkpoint(state)` persists progress. Calling an algorithm with a state restored from
+a snapshot continues the run exactly. [stdlib; no torch, no storage]
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from evo_nas import pareto
+from evo_nas.genome import Genome
+from evo_nas.spaces.base import SearchSpace
+
+
+@dataclass
+class Individual:
+    id: int
+    genome: Genome
+    key: str
+    generation: int
+    parents: tuple[int, ...] = ()
+    operator: str = "init"
+    result: dict | None = None  # the evaluation's result: status, accuracy, macs, params, ...
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and self.result.get("status") == "ok"
+
+
+@dataclass
+class State:
+    generation: int  # generations completed; the initial population is generation 0
+    population: list[Individual] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Settings:
+    population: int = 16
+    offspring: int | None = None  # children per generation; None: the population size (aging: 1/4 of it)
+    sample: int = 4  # aging: tournament sample size S
+    crossover: float = 0.5  # nsga2: chance that a child comes from crossover (then mutation)
+    objectives: tuple[str, ...] = pareto.OBJECTIVES
+    max_macs: float | None = None  # aging: candidates above a limit cannot be parents
+    max_params: float | None = None
+    retries: int = 50  # attempts to produce a child never evaluated before
+
+
+class Search(Protocol):
+    space: SearchSpace
+    rng: random.Random
+    settings: Settings
+
+    def new(self, genome: Genome, parents: tuple[int, ...], operator: str, generation: int) -> Individual: ...
+    def is_novel(self, key: str) -> bool: ...
+    def evaluate(self, individuals: list[Individual]) -> None: ...
+    def room(self) -> int | float: ...
+    def done(self, state: State) -> bool: ...
+    def checkpoint(self, state: State) -> None: ...
+    def seeds(self) -> list[Genome]: ...
+
+
+# -- the algorithms -------------------------------------------------------------------------
+
+def nsga2(search: Search, state: State | None = None) -> State:
+    """Generational NSGA-II (Deb et al. 2002) over `settings.objectives`."""
+    s = search.settings
+    state = state or initial_population(search)
+    while not search.done(state):
+        rank, dist = pareto.rank_and_crowding(vectors(state.population, s.objectives))
+        n = _children(search, s.offspring or s.population)
+        offspring: list[Individual] = []
+        for _ in range(n):
+            a, b = (_crowded_tournament(state.population, rank, dist, search.rng) for _ in range(2))
+            offspring.append(breed(search, lambda a=a, b=b: _cross_then_mutate(search, a, b),
+                                   state.generation + 1, offspring))
+        search.evaluate(offspring)
+        pool = state.population + offspring
+        survivors = pareto.select_nsga2(vectors(pool, s.objectives), s.population)
+        state = State(state.generation + 1, [pool[i] for i in sorted(survivors)])
+        search.checkpoint(state)
+    return state
+
+
+def aging(search: Search, state: State | None = None) -> State:
+    """Regularized evolution (Real et al. 2019): tournament of S picks a parent to mutate,
+    each child replaces the oldest member. The population is kept in age order."""
+    s = search.settings
+    state = state or initial_population(search)
+    while not search.done(state):
+        n = _children(search, s.offspring or max(1, s.population // 4))
+        children: list[Individual] = []
+        for _ in range(n):
+            sample = search.rng.sample(state.population, min(s.sample, len(state.population)))
+            parent = max(sample, key=lambda ind: fitness(ind, s))
+            children.append(breed(search, lambda p=parent: _mutate(search, p), state.generation + 1, children))
+        search.evaluate(children)
+        state = State(state.generation + 1, (state.population + children)[len(children):])
+        search.checkpoint(state)
+    return state
+
+
+def random_search(search: Search, state: State | None = None) -> State:
+    """Random samples at the same budget: the honest baseline. `population` keeps the
+    whole history's front, so the reports compare like with like."""
+    s = search.settings
+    state = state or initial_population(search)
+    while not search.done(state):
+        n = _children(search, s.offspring or s.population)
+        batch: list[Individual] = []
+        for _ in range(n):
+            batch.append(breed(search, lambda: (search.space.sample(search.rng), (), "random"),
+                               state.generation + 1, batch))
+        search.evaluate(batch)
+        pool = state.population + batch
+        survivors = pareto.select_nsga2(vectors(pool, s.objectives), s.population)
+        state = State(state.generation + 1, [pool[i] for i in sorted(survivors)])
+        search.checkpoint(state)
+    return state
+
+
+ALGORITHMS: dict[str, Callable[..., State]] = {"nsga2": nsga2, "aging": aging, "random": random_search}
+
+
+# -- shared steps ---------------------------------------------------------------------------
+
+def initial_population(search: Search) -> State:
+    """Seed genomes first, then random samples, all distinct; evaluated as generation 0."""
+    population: list[Individual] = []
+    for genome in search.seeds()[: search.settings.population]:
+        population.append(search.new(genome, (), f"seed:{genome.name or 'genome'}", 0))
+    while len(population) < search.settings.population:
+        population.append(breed(search, lambda: (search.space.sample(search.rng), (), "init"), 0, population))
+    search.evaluate(population)
+    state = State(0, population)
+    search.checkpoint(state)
+    return state
+
+
+def breed(search: Search, make: Callable[[], tuple[Genome, tuple[int, ...], str]], generation: int,
+          batch: Sequence[Individual]) -> Individual:
+    """A child from `make`, retried until it is new to the run and to this batch (dedup
+    happens before training, not after). If the space is exhausted the last child is kept;
+    its evaluation is then served from the record of its twin."""
+    taken = {ind.key for ind in batch}
+    for _ in range(search.settings.retries):
+        genome, parents, operator = make()
+        key = search.space.key(genome)
+        if key not in taken and search.is_novel(key):
+            break
+    return search.new(genome, parents, operator, generation)
+
+
+def _mutate(search: Search, parent: Individual) -> tuple[Genome, tuple[int, ...], str]:
+    child, op = search.space.mutate(parent.genome, search.rng)
+    return child, (parent.id,), op
+
+
+def _cross_then_mutate(search: Search, a: Individual, b: Individual) -> tuple[Genome, tuple[int, ...], str]:
+    if a.id != b.id and search.rng.random() < search.settings.crossover:
+        child, cx = search.space.crossover(a.genome, b.genome, search.rng)
+        child, mut = search.space.mutate(child, search.rng)
+        return child, (a.id, b.id), f"{cx}+{mut}"
+    return _mutate(search, a)
+
+
+def _crowded_tournament(population: list[Individual], rank: list[int], dist: list[float],
+                        rng: random.Random) -> Individual:
+    """Binary tournament: lower front wins, then larger crowding distance."""
+    i, j = rng.randrange(len(population)), rng.randrange(len(population))
+    better = min((i, j), key=lambda k: (rank[k], -dist[k], k))
+    return population[better]
+
+
+def _children(search: Search, wanted: int) -> int:
+    room = search.room()
+    return int(min(wanted, room)) if math.isfinite(room) else wanted
+
+
+def vectors(population: Sequence[Individual], objectives: Sequence[str]) -> list[pareto.Vector]:
+    return [pareto.vector(ind.result or {}, objectives) for ind in population]
+
+
+def fitness(ind: Individual, s: Settings) -> float:
+    """Aging's single objective: validation accuracy. A candidate over a MAC or parameter
+    limit scores minus its relative excess (below every feasible one, closer is better);
+    a failed one scores -inf."""
+    if not ind.ok:
+        return -math.inf
+    r = ind.result
+    excess = sum(max(0.0, r[name] / limit - 1.0)
+                 for name, limit in (("macs", s.max_macs), ("params", s.max_params)) if limit)
+    return r["accuracy"] if excess == 0 else -excess
