@@ -136,6 +136,50 @@ def inspect(genome_file, input_shape, classes, init_channels, layers, as_json):
     click.echo(json.dumps(summary, indent=2) if as_json else inspection.render(summary))
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="HTML file to write (default: RUN_DIR/report.html)")
+def report(run_dir, out):
+    """Write the run's HTML report (self-contained), front.csv and history.csv."""
+    from evo_nas import report as reports
+
+    path = reports.write_report(run_dir, out)
+    click.echo(f"report: {path}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
+def front(run_dir, as_json):
+    """Print the run's Pareto front."""
+    from evo_nas import report as reports
+
+    rows = reports.front_rows(run_dir)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        reports.print_front(rows)
+
+
+@cli.command()
+@click.option("--space", type=click.Choice(["nb201"]), default="nb201", show_default=True)
+@click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "imagenet16-120"]), default="cifar10",
+              show_default=True)
+@click.option("--algorithms", default="aging,nsga2,random", show_default=True, help="comma-separated")
+@click.option("--seeds", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--budget", type=click.IntRange(min=1), default=150, show_default=True, help="evaluations per search")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/study", show_default=True,
+              help="folder for the HTML and CSV")
+def study(**options):
+    """Compare search algorithms on the NAS-Bench-201 table over many seeds (CPU, seconds)."""
+    from evo_nas import study as studies
+
+    cfg = studies.StudyConfig(**{**options, "algorithms": tuple(a.strip() for a in options["algorithms"].split(","))})
+    result = studies.run_study(cfg)
+    for line in studies.summary_lines(result):
+        click.echo(line)
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         c, h, w = (int(x) for x in text.lower().split("x"))
