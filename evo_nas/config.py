@@ -139,7 +139,7 @@ def check(cfg: RunConfig, where: str = "config") -> RunConfig:
                           f"got {list(cfg.objectives)}")
     if cfg.algorithm == "aging" and "accuracy" not in cfg.objectives:
         raise ConfigError(f"{where}: objectives: aging evolution optimises accuracy; keep it in the list")
-    positive = ["population", "generations", "budget", "epochs", "batch_size", "init_channels", "layers",
+    positive = ["population", "budget", "epochs", "batch_size", "init_channels", "layers",
                 "workers", "train_limit", "val_limit", "offspring", "blocks", "sample", "slots_per_gpu",
                 "sha_rungs", "lr"]
     if cfg.bn_recalibration is not None and cfg.bn_recalibration < 0:
@@ -166,6 +166,11 @@ def resume_changes(old: RunConfig, new: RunConfig) -> list[str]:
     """Settings that differ and would change the run's results."""
     return [f.name for f in fields(RunConfig)
             if f.name not in RESUMABLE_CHANGES and getattr(old, f.name) != getattr(new, f.name)]
+
+
+def results_part(cfg: RunConfig) -> dict[str, Any]:
+    """The settings a run's results depend on (everything resume may not change)."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE_CHANGES}
 
 
 def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:

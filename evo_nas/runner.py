@@ -18,6 +18,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import yaml
@@ -315,7 +316,10 @@ def start(cfg: configs.RunConfig, progress=None) -> RunDir:
     reference = reference_point(cfg, space, seeds)
     run = RunDir.create(Path(cfg.runs_dir) / name, configs.to_dict(cfg),
                         {"seed": cfg.seed, "reference_point": reference, "objectives": list(cfg.objectives),
-                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                         # What the results depend on, as the run started: config.yaml may be
+                         # edited (budget, backend), but a change here is refused on resume.
+                         "results_config": configs.results_part(cfg)})
     drive(cfg, run, records=[], snapshot=None, progress=progress)
     return run
 
@@ -324,6 +328,9 @@ def resume(path: str | Path, overrides: dict | None = None, progress=None) -> Ru
     run = RunDir.open(path)
     old = configs.from_mapping(run.config(), str(run.config_file))
     cfg = configs.from_mapping({**configs.to_dict(old), **(overrides or {})}, "resume")
+    original = run.meta().get("results_config")
+    if original is not None:
+        old = configs.from_mapping({**configs.to_dict(old), **original}, str(run.meta_file))
     changed = configs.resume_changes(old, cfg)
     if changed:
         raise ConfigError(f"{run.path}: resuming with a different {changed[0]} would change the results; "
@@ -331,11 +338,24 @@ def resume(path: str | Path, overrides: dict | None = None, progress=None) -> Ru
     if cfg.device != resolve_device(cfg.device):
         raise ConfigError(f"{run.path}: this run trained on {cfg.device}, which is not available here")
     records = run.journal(repair=True)
-    snapshot = run.latest_snapshot()
+    snapshot = usable_snapshot(run, records)
     if cfg != old:  # an extended budget or another backend: the config on disk says so
         atomic_write(run.config_file, yaml.safe_dump(configs.to_dict(cfg), sort_keys=False))
     drive(cfg, run, records, snapshot, progress)
     return run
+
+
+def usable_snapshot(run: RunDir, records: list[dict]) -> dict | None:
+    """The newest snapshot whose evaluations are all in the journal. (Records are fsynced
+    before the snapshot that follows them, so only damage makes one unusable; then an older
+    snapshot, or the start, replays the journal to the same state.)"""
+    finished = {r["id"] for r in records}
+    for snapshot in run.snapshots():
+        if set(range(snapshot["next_id"])) <= finished:
+            return snapshot
+        warnings.warn(f"{run.path}: snapshot of generation {snapshot['generation']} names evaluations the "
+                      f"journal lacks; using an older one", stacklevel=2)
+    return None
 
 
 def drive(cfg: configs.RunConfig, run: RunDir, records: list[dict], snapshot: dict | None, progress=None) -> None:

@@ -140,17 +140,23 @@ class RunDir:
         for old in self._snapshots()[:-KEEP_SNAPSHOTS]:
             old.unlink(missing_ok=True)
 
-    def latest_snapshot(self) -> dict | None:
-        """The newest snapshot that reads back; a damaged one falls back to the one before."""
+    def snapshots(self) -> list[dict]:
+        """Every snapshot that reads back, newest first; damaged ones are skipped with a warning."""
+        out = []
         for path in reversed(self._snapshots()):
             try:
                 snapshot = json.loads(path.read_text())
                 if isinstance(snapshot, dict) and "generation" in snapshot:
-                    return snapshot
+                    out.append(snapshot)
+                    continue
             except (OSError, ValueError):
                 pass
             warnings.warn(f"{path}: damaged snapshot, falling back to the previous one", stacklevel=2)
-        return None
+        return out
+
+    def latest_snapshot(self) -> dict | None:
+        snapshots = self.snapshots()
+        return snapshots[0] if snapshots else None
 
     def _snapshots(self) -> list[Path]:
         return sorted(self.snapshot_dir.glob("gen-*.json"))

@@ -1,0 +1,3 @@
+from evo_nas.cli import entry
+
+entry()
