@@ -180,6 +180,40 @@ def study(**options):
         click.echo(line)
 
 
+@cli.command("train")
+@click.argument("target")
+@click.option("--dataset", help="data set (default: the run's, or fashion-mnist)")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="folder with the data set files")
+@click.option("--epochs", type=click.IntRange(min=1), help="training epochs")
+@click.option("--init-channels", type=click.IntRange(min=1), help="skeleton width C")
+@click.option("--layers", type=click.IntRange(min=1), help="cells (nb201: cells per stage)")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--auxiliary/--no-auxiliary", default=None, help="auxiliary head (cells)")
+@click.option("--drop-path", type=click.FloatRange(0, 1, max_open=True), help="drop-path probability (cells)")
+@click.option("--device", type=click.Choice(configs.DEVICES), default="auto", show_default=True)
+@click.option("--seed", type=click.INT, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="output folder (default: runs/train-<name>)")
+def train_command(target, **options):
+    """Train one architecture properly (GENOME_FILE or RUN_DIR#ID), report test accuracy, export it."""
+    from evo_nas import fulltrain
+
+    cfg = fulltrain.config_from_options(target, options)
+    result = fulltrain.run(cfg)
+    click.echo(fulltrain.summary(result))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--front", "front_only", is_flag=True, help="only the Pareto front (default: every evaluation)")
+@click.option("--out", type=click.Path(file_okay=False), help="output folder (default: RUN_DIR/export)")
+def export(run_dir, front_only, out):
+    """Write genome files of a run's evaluations (or its front) and a summary table."""
+    from evo_nas import exporting
+
+    written = exporting.export_run(run_dir, front_only, out)
+    click.echo(f"exported {len(written)} files to {written[0].parent if written else out}")
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         c, h, w = (int(x) for x in text.lower().split("x"))
