@@ -103,7 +103,7 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -625,7 +625,8 @@ class _Run:
         return make_optimizer(self.model.parameters(), self.optimizer_name, self.peak, self.weight_decay,
                               self.cfg, self.device, capturable=capturable)
 
-    def train_eager(self) -> None:
+    def eager_steps(self) -> Iterator[None]:
+        """Train eagerly, one optimizer step per item."""
         self.model.train()
         optimizer = self.make_optimizer(capturable=False)
         core = StepCore(self.model, optimizer, self.cfg, self.loss_sum, self.precision)
@@ -633,17 +634,20 @@ class _Run:
             self.before(step, optimizer)
             core(x.contiguous(memory_format=self.memory_format), y)
             self.after(step)
+            yield
 
-    def train_graphed(self) -> str:
-        """Warm up, capture, replay. Returns "" or, after falling back to eager, the reason."""
+    def graphed_steps(self, stream: torch.cuda.Stream | None = None) -> Generator[None, None, str]:
+        """Warm up, capture, replay, one step per item; returns "" or, after falling back to
+        eager (restarted from the initial weights), the reason."""
         snapshot = copy.deepcopy(self.model.state_dict())  # to restart from if capture fails
         self.model.train()
         optimizer = self.make_optimizer(capturable=True)
         core = StepCore(self.model, optimizer, self.cfg, self.loss_sum, self.precision, autocast_cache=False)
         images = self.data.images
-        graphed = graphed_step(core, (self.batch, *images.shape[1:]), images.dtype, self.memory_format, self.seed)
+        graphed = graphed_step(core, (self.batch, *images.shape[1:]), images.dtype, self.memory_format, self.seed,
+                               stream=stream)
         try:
-            self._warm_up_and_replay(graphed, optimizer)
+            yield from self._warm_up_and_replay(graphed, optimizer)
             return ""
         except CaptureError as err:
             if self.cfg.cuda_graph == "on":
@@ -655,10 +659,10 @@ class _Run:
         self.model.load_state_dict(snapshot)
         self.model.zero_grad(set_to_none=True)
         self.reseed()
-        self.train_eager()
+        yield from self.eager_steps()
         return reason
 
-    def _warm_up_and_replay(self, graphed: GraphedStep, optimizer: torch.optim.Optimizer) -> None:
+    def _warm_up_and_replay(self, graphed: GraphedStep, optimizer: torch.optim.Optimizer) -> Iterator[None]:
         warm = self.cfg.warmup_steps_before_capture
         for step, batch in enumerate(self.batches()):
             self.before(step, optimizer)
@@ -669,6 +673,7 @@ class _Run:
                     graphed.capture()
                 graphed.replay(batch)
             self.after(step)
+            yield
 
 
 @torch.no_grad()
@@ -718,6 +723,52 @@ def _check_devices(device: torch.device, *datas: DeviceData) -> None:
             raise ValueError(f"train: data is on {data.device} but training is on {device}")
 
 
+class Training:
+    """One training as a sequence of steps, so that a worker can interleave several candidates
+    on one GPU: each on its own CUDA stream, with its own graph, pool and RNG state.
+
+    Drive it as `for _ in t.steps(): ...` then `t.result()`. With a `stream`, every call into
+    it (each `next()` of steps() and result()) must run with that stream current
+    (`torch.cuda.stream(stream)`): batches, schedule updates, replays and checks then stay in
+    order on it, and nothing waits on another candidate's stream. The global torch RNG is
+    reseeded at the start; interleaved *eager* candidates share it (their dropout draws then
+    depend on the interleaving) — graphed ones have private RNG states.
+    """
+
+    def __init__(self, model: nn.Module, train_data: DeviceData, val_data: DeviceData, cfg: TrainConfig,
+                 device, seed: int, hparams=None, stream: torch.cuda.Stream | None = None):
+        self.start = time.perf_counter()
+        self.device = _resolve_device(device)
+        _check_devices(self.device, train_data, val_data)
+        self.model, self.train_data, self.val_data, self.cfg, self.stream = model, train_data, val_data, cfg, stream
+        self.run = _Run(model, train_data, cfg, self.device, seed, hparams, self.start)
+        self.path, self.reason = choose_path(self.device.type, cfg, model, steps=self.run.total)
+        self.train_seconds = 0.0
+
+    def steps(self) -> Iterator[None]:
+        train_start = time.perf_counter()
+        if self.path == "graph":
+            self.reason = yield from self.run.graphed_steps(self.stream)
+            self.path = "eager" if self.reason else "graph"
+        else:
+            yield from self.run.eager_steps()
+        self.train_seconds = time.perf_counter() - train_start  # the last step's check synced
+
+    def result(self) -> TrainResult:
+        run, cfg, model = self.run, self.cfg, self.model
+        loss = run.train_loss()
+        model.zero_grad(set_to_none=True)
+        recalibrate_bn(model, self.train_data, cfg.bn_recalibration, cfg.eval_batch_size, run.precision,
+                       run.memory_format)
+        accuracy = evaluate(model, self.val_data, cfg.eval_batch_size, run.precision, run.memory_format)
+        return TrainResult(
+            val_accuracy=accuracy, train_loss=loss, epochs=run.total / run.per_epoch, steps=run.total,
+            path=self.path, fallback_reason=self.reason if self.device.type == "cuda" else "",
+            wall_time=time.perf_counter() - self.start,
+            images_per_s=run.total * run.batch / max(self.train_seconds, 1e-9),
+            precision=run.precision, optimizer=run.optimizer_name, lr=run.peak)
+
+
 def train(model: nn.Module, train_data: DeviceData, val_data: DeviceData, cfg: TrainConfig,
           device, seed: int, hparams=None) -> TrainResult:
     """Train `model` on train_data, then measure it on all of val_data.
@@ -728,26 +779,10 @@ def train(model: nn.Module, train_data: DeviceData, val_data: DeviceData, cfg: T
     moved to `device` (channels_last where configured) and left there in eval mode.
     Raises TrainingFailure on a NaN/inf loss or when cfg.time_limit passes.
     """
-    start = time.perf_counter()
     device = _resolve_device(device)
-    _check_devices(device, train_data, val_data)
     guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     with guard:
-        run = _Run(model, train_data, cfg, device, seed, hparams, start)
-        path, reason = choose_path(device.type, cfg, model, steps=run.total)
-        train_start = time.perf_counter()
-        if path == "graph":
-            reason = run.train_graphed()
-            path = "eager" if reason else "graph"
-        else:
-            run.train_eager()
-        train_seconds = time.perf_counter() - train_start  # the last step's check synced
-        loss = run.train_loss()
-        model.zero_grad(set_to_none=True)
-        recalibrate_bn(model, train_data, cfg.bn_recalibration, cfg.eval_batch_size, run.precision, run.memory_format)
-        accuracy = evaluate(model, val_data, cfg.eval_batch_size, run.precision, run.memory_format)
-    return TrainResult(
-        val_accuracy=accuracy, train_loss=loss, epochs=run.total / run.per_epoch, steps=run.total,
-        path=path, fallback_reason=reason if device.type == "cuda" else "",
-        wall_time=time.perf_counter() - start, images_per_s=run.total * run.batch / train_seconds,
-        precision=run.precision, optimizer=run.optimizer_name, lr=run.peak)
+        training = Training(model, train_data, val_data, cfg, device, seed, hparams)
+        for _ in training.steps():
+            pass
+        return training.result()

@@ -300,21 +300,30 @@ class FakeGraphedStep:
         FakeGraphedStep.closed += 1
 
 
+def drain(steps):
+    """Run a step generator to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 def graph_orchestration_on_cpu(monkeypatch, model, data, cfg, fail=False):
-    """_Run.train_graphed on the CPU, with FakeGraphedStep and a plain optimizer."""
+    """_Run.graphed_steps on the CPU, with FakeGraphedStep and a plain optimizer."""
     plain = train_module.make_optimizer
     monkeypatch.setattr(train_module, "make_optimizer",
                         lambda *a, capturable=False, **k: plain(*a, capturable=False, **k))
     monkeypatch.setattr(train_module, "GraphedStep", FakeGraphedStep)
     monkeypatch.setattr(FakeGraphedStep, "fail_capture", fail)
     run = train_module._Run(model, data[0], cfg, torch.device("cpu"), 3, None, 0.0)
-    reason = run.train_graphed()
+    reason = drain(run.graphed_steps())
     return reason, run.train_loss(), evaluate(model, data[1])
 
 
 def eager_on_cpu(model, data, cfg):
     run = train_module._Run(model, data[0], cfg, torch.device("cpu"), 3, None, 0.0)
-    run.train_eager()
+    drain(run.eager_steps())
     return run.train_loss(), evaluate(model, data[1])
 
 
