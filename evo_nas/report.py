@@ -630,6 +630,7 @@ COPY_JS = """
 document.addEventListener('click', function (event) {
   var button = event.target.closest('button.copy');
   if (!button) return;
+  event.preventDefault();  // the button sits in a <summary>: copying should not fold it
   var text = document.getElementById(button.getAttribute('data-target')).textContent;
   var done = function () { button.textContent = 'copied'; };
   if (navigator.clipboard && window.isSecureContext) {

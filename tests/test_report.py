@@ -426,6 +426,11 @@ window.addEventListener('load', function () { setTimeout(function () {
     });
     out.plots[gd.id] = drawn;
   });
+  var macs = document.getElementById('plot-macs');
+  Plotly.Fx.hover(macs, [{curveNumber: 0, pointNumber: 0}]);
+  out.hover = macs.querySelector('.hoverlayer').textContent;
+  var copy = document.querySelector('button.copy');
+  if (copy) copy.click();
   var pre = document.createElement('pre');
   pre.id = 'probe'; pre.textContent = JSON.stringify(out);
   document.body.appendChild(pre);
@@ -462,6 +467,8 @@ def test_report_renders_in_chromium(which, request, tmp_path):
         assert drawn[report.FRONT_TRACE] == len(data.front)
         assert drawn.get("genomes from files", 0) == len(data.from_files)
     assert set(probe["plots"]) >= {"plot-macs", "plot-params", "plot-progress", "plot-lineage"}
+    first = next(e for e in data.evaluations if e.ok)
+    assert f"#{first.id}" in probe["hover"] and "generation" in probe["hover"] and "parents" in probe["hover"]
     # A screenshot for a person to look at: next to the test's files and in artifacts/.
     report_file = tmp_path / "report.html"
     report_file.write_text(page)
