@@ -101,7 +101,7 @@ def aging(search: Search, state: State | None = None) -> State:
         for _ in range(n):
             sample = search.rng.sample(state.population, min(s.sample, len(state.population)))
             parent = max(sample, key=lambda ind: fitness(ind, s))
-            children.append(breed(search, lambda p=parent: _mutate(search, p), state.generation + 1, children))
+            children.append(breed(search, _mutant(search, parent), state.generation + 1, children))
         search.evaluate(children)
         state = State(state.generation + 1, (state.population + children)[len(children):])
         search.checkpoint(state)
@@ -162,6 +162,24 @@ def breed(search: Search, make: Callable[[], tuple[Genome, tuple[int, ...], str]
 def _mutate(search: Search, parent: Individual) -> tuple[Genome, tuple[int, ...], str]:
     child, op = search.space.mutate(parent.genome, search.rng)
     return child, (parent.id,), op
+
+
+def _mutant(search: Search, parent: Individual) -> Callable[[], tuple[Genome, tuple[int, ...], str]]:
+    """`make` for `breed`: a mutation of `parent`. Once half the retries have found only known
+    networks, the parent's neighbourhood is most likely all evaluated (a strong parent wins
+    many tournaments): each further try then mutates the previous try, a walk away from the
+    parent that stops at the first new network, instead of a duplicate that brings no
+    information and, with a large tournament, keeps the same parent winning."""
+    tries, last = 0, parent.genome
+
+    def make() -> tuple[Genome, tuple[int, ...], str]:
+        nonlocal tries, last
+        tries += 1
+        start = parent.genome if tries <= search.settings.retries // 2 else last
+        last, op = search.space.mutate(start, search.rng)
+        return last, (parent.id,), op
+
+    return make
 
 
 def _cross_then_mutate(search: Search, a: Individual, b: Individual) -> tuple[Genome, tuple[int, ...], str]:
