@@ -1,0 +1,190 @@
+"""Files for people and other tools: a run's genomes, and a trained model as ONNX.
+
+`export_run` writes genome files of a run's evaluations (or of its Pareto front only) and a
+summary.csv, derived from the journal like every other table. `export_onnx` writes a model as
+ONNX and `onnx_parity` measures how far onnxruntime's outputs are from PyTorch's.
+
+Decisions, and why:
+- What is exported: each individual's final record (its highest successive-halving rung).
+  Cache hits are left out: their network is the same as the evaluation they reuse, which is
+  exported already. Without --front, failed and infeasible evaluations are exported too (their
+  status is in the table): a genome that failed the proxy may still be worth a look.
+- The front is the report's: non-dominated sorting over every successful evaluation of the
+  run, for the run's objectives, best accuracy first (ties: fewer MACs, fewer params, lower id).
+- File names say rank and id (`front-01-id17.yaml`, `id23.yaml` off the front), so `ls` lists
+  the front first, best first. A genome file's `source` says which run and evaluation it came
+  from, in the `RUN_DIR#ID` form `evonas train` accepts.
+- Nothing is overwritten: every target is checked before the first file is written, so a
+  refused export leaves the folder as it was.
+- ONNX: the TorchScript exporter (`dynamo=False` where torch has the switch; the only exporter
+  in torch 2.4's `torch.onnx.export`), opset 17, a dynamic batch axis. It needs only the `onnx`
+  package; the dynamo exporter, the default since torch 2.9, also needs `onnxscript`, which the
+  export extra does not carry. Our networks are plain feed-forward code without data-dependent
+  branches, which is what tracing captures exactly; the parity check is there to prove it.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import os
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+from evo_nas import pareto
+from evo_nas.errors import ConfigError, RunDirError
+from evo_nas.genome import describe
+from evo_nas.genome_io import dumps, parse_genome
+from evo_nas.store import RunDir, atomic_write
+
+ONNX_OPSET = 17  # onnxruntime >= 1.13 and every current runtime run it; what the issue asked for
+PARITY_ATOL = 1e-4  # onnxruntime vs torch, float32 logits: each runtime picks its own conv kernels
+SUMMARY_COLUMNS = ["rank", "id", "status", "accuracy", "macs", "params", "generation", "operator", "name",
+                   "description", "file"]
+
+
+# -- a run's genomes -----------------------------------------------------------------------
+
+def export_run(run_dir: str | os.PathLike, front_only: bool = False,
+               out: str | os.PathLike | None = None) -> list[Path]:
+    """Write genome files of the run's evaluations (or its front) and summary.csv into `out`
+    (default RUN_DIR/export). Returns the written paths, summary.csv last. Raises RunDirError
+    for an unreadable run or nothing to export, ConfigError if a file would be overwritten."""
+    run = RunDir.open(run_dir)
+    finals = final_records(run.journal())
+    front = front_ids(finals, _objectives(run))
+    chosen = [finals[i] for i in front] if front_only else sorted(finals.values(), key=lambda r: r["id"])
+    if not chosen:
+        what = "successful evaluation" if front_only else "evaluation"
+        raise RunDirError(f"{run.path}: no {what} to export yet")
+    rank = {ident: n for n, ident in enumerate(front, start=1)}
+    width = max(2, len(str(len(front))))
+    folder = Path(out) if out is not None else run.path / "export"
+    names = {r["id"]: _file_name(r["id"], rank.get(r["id"]), width) for r in chosen}
+    targets = [folder / names[r["id"]] for r in chosen] + [folder / "summary.csv"]
+    _refuse_overwrites(targets)
+    genomes = {r["id"]: _sourced_genome(run, r) for r in chosen}  # bad records fail before any write
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{folder}: cannot create the export folder ({err.strerror})") from None
+    for r in chosen:
+        atomic_write(folder / names[r["id"]], dumps(genomes[r["id"]]))
+    rows = [_summary_row(r, genomes[r["id"]], rank.get(r["id"]), names[r["id"]]) for r in chosen]
+    atomic_write(folder / "summary.csv", _csv(rows))
+    return targets
+
+
+def final_records(records: list[dict]) -> dict[int, dict]:
+    """Each individual's record at the highest rung it reached, cache hits left out, by id."""
+    final: dict[int, dict] = {}
+    for r in records:
+        if r["id"] not in final or r.get("rung", 0) >= final[r["id"]].get("rung", 0):
+            final[r["id"]] = r
+    return {i: r for i, r in sorted(final.items()) if r.get("cache_of") is None}
+
+
+def front_ids(finals: dict[int, dict], objectives: tuple[str, ...]) -> list[int]:
+    """Ids of the run's Pareto front over the successful records, best accuracy first."""
+    ok = [r for r in finals.values() if r.get("status") == "ok"]
+    members = [ok[i] for i in pareto.first_front([pareto.vector(r, objectives) for r in ok])]
+    members.sort(key=lambda r: (-r["accuracy"], r["macs"], r["params"], r["id"]))
+    return [r["id"] for r in members]
+
+
+def _objectives(run: RunDir) -> tuple[str, ...]:
+    names = run.meta().get("objectives") or run.config().get("objectives") or pareto.OBJECTIVES
+    return tuple(names)
+
+
+def _file_name(ident: int, rank: int | None, width: int) -> str:
+    return f"id{ident}.yaml" if rank is None else f"front-{rank:0{width}d}-id{ident}.yaml"
+
+
+def _refuse_overwrites(targets: list[Path]) -> None:
+    for path in targets:
+        if path.exists():
+            raise ConfigError(f"{path}: already exists; not overwriting it (choose another --out)")
+
+
+def _sourced_genome(run: RunDir, record: dict):
+    """The record's genome, named and sourced so the file says where it came from."""
+    ident = record["id"]
+    genome = parse_genome(record.get("genome"), f"{run.journal_file}: evaluation {ident}")
+    source = f"{run.path}#{ident}"
+    if genome.source:  # a seed genome keeps its origin
+        source += f" (seeded from {genome.source})"
+    name = genome.name or f"{run.path.name}-id{ident}"
+    return replace(genome, name=name, source=source)
+
+
+def _summary_row(record: dict, genome, rank: int | None, file: str) -> dict:
+    return {"rank": rank if rank is not None else "", "id": record["id"], "status": record.get("status", ""),
+            "accuracy": record.get("accuracy", ""), "macs": record.get("macs", ""),
+            "params": record.get("params", ""), "generation": record.get("generation", ""),
+            "operator": record.get("operator", ""), "name": genome.name, "description": describe(genome),
+            "file": file}
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
+# -- ONNX ------------------------------------------------------------------------------------
+
+def export_onnx(model, input_shape: tuple[int, int, int], path: str | os.PathLike, opset: int = ONNX_OPSET) -> Path:
+    """Write `model` (in eval mode; left so) as ONNX: input "images" (N, C, H, W) float32,
+    output "logits" (N, classes), N dynamic. Written to a temporary file, checked with
+    onnx.checker, then moved into place."""
+    import onnx
+    import torch
+
+    path = Path(path)
+    model.eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    example = torch.zeros((2, *input_shape), device=device)  # 2, not 1: no batch-1 special cases traced
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings():
+        # The exporter's notices (deprecation, constant folding of strided slices) are not
+        # something a user of evonas can act on.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(tmp), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=opset, do_constant_folding=True, **_torchscript_exporter())
+    onnx.checker.check_model(str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def _torchscript_exporter() -> dict:
+    """torch >= 2.5 has `dynamo=` (default True from 2.9); 2.4 has only the TorchScript exporter."""
+    import torch
+
+    return {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+
+
+def onnx_parity(model, path: str | os.PathLike, input_shape: tuple[int, int, int], images: int = 8,
+                seed: int = 0) -> float:
+    """Largest absolute difference between the logits of onnxruntime (CPU) running `path` and
+    of `model` (eval mode), on `images` random normal inputs (normalised images look like that)."""
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    model.eval()
+    x = torch.randn((images, *input_shape), generator=torch.Generator().manual_seed(seed))
+    param = next(model.parameters(), None)
+    with torch.no_grad():
+        expected = model(x.to(param.device if param is not None else "cpu")).float().cpu().numpy()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["logits"], {"images": x.numpy()})
+    if got.shape != expected.shape:
+        raise RuntimeError(f"{path}: onnxruntime gave logits {got.shape}, torch {expected.shape}")
+    return float(np.abs(got - expected).max())
