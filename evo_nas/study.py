@@ -1,0 +1,343 @@
+"""Search quality, measured: every algorithm, many seeds, one budget, on the NAS-Bench-201 table.
+
+`run_study(cfg)` runs each algorithm of `cfg.algorithms` once per seed through a `TableSearch`,
+an `algorithms.Search` whose evaluations are table lookups (evo_nas.nb201_table): the fitness is
+the 12-epoch validation accuracy; the architecture a search returns is the best by that fitness
+among everything it evaluated, reported with its 200-epoch test accuracy (the benchmark's
+protocol). The budget counts distinct networks (canonical keys), as `runner.RunSearch` counts
+networks trained: a child isomorphic to one already evaluated is served from the record for free.
+
+Per algorithm the summary gives:
+- mean ± std (over seeds) of the returned architecture's 200-epoch test accuracy;
+- the mean hypervolume of (validation error, params) over everything a search evaluated, and
+  its gap to the hypervolume of all 15,625 cells. The reference point is fixed per data set:
+  error 1.0 and 1.1 x the largest parameter count of the space (so the largest cells add
+  volume too); volumes are fractions of that box;
+- evaluations to match random search: the first evaluation count at which the algorithm's mean
+  (over seeds) incumbent test accuracy reaches random search's mean final test accuracy (the
+  incumbent: the best-by-validation network so far), and how many seeds reach it on their own.
+The CSV has one row per (algorithm, seed); its `evals_to_match` is that seed's first evaluation
+count reaching the same target (empty: never). The HTML shows the mean best-so-far curves with
+a ±1 std band.   [stdlib; plotly lazily]
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import io
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evo_nas import nb201_table, pareto
+from evo_nas.algorithms import ALGORITHMS, Individual, Settings, State
+from evo_nas.errors import ConfigError
+from evo_nas.genome import Genome, NB201Genome
+from evo_nas.spaces.nb201 import NB201Space, nb201_key
+
+MAX_INDIVIDUALS_FACTOR = 20  # as runner: stop if dedup keeps finding only known networks
+HV_PARAMS_MARGIN = 1.1  # HV reference: 10% above the largest network, so it too adds volume
+HV_OBJECTIVES = ("accuracy", "params")
+
+# Each algorithm's settings in the study, chosen on CIFAR-10 with tuning seeds 1000-1999 (never
+# the reported 0-99) and used unchanged on every data set.
+SETTINGS: dict[str, Settings] = {
+    # Regularized evolution, steady state: one child per step, so each choice of parent sees
+    # every result so far. At 150 evaluations strong selection pays: a grid P in 5..50 x S in
+    # 2..25 (seeds 1000-1299) put P=50, S=25 first; on seeds 1000-1999 it gives 94.31% against
+    # 94.30% (P=50, S=50), 94.29% (P=75, S=40), 94.27% (P=50, S=10), 94.25% (P=100, S=50),
+    # 94.24% (P=20, S=10) and 94.16% (P=10, S=3, the common NB201 setting); standard errors
+    # 0.006-0.008. So: a third of the budget for the random initial population, then
+    # tournaments of half the population.
+    "aging": Settings(population=50, offspring=1, sample=25, objectives=HV_OBJECTIVES),
+    # NSGA-II over (accuracy, params), the study's hypervolume objectives; population 20 as the
+    # Optuna reference, so ~7 generations fit 150 evaluations.
+    "nsga2": Settings(population=20, crossover=0.5, objectives=HV_OBJECTIVES),
+    # Random search: the population is only the archive of the front it reports.
+    "random": Settings(population=10, objectives=HV_OBJECTIVES),
+}
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    space: str = "nb201"
+    dataset: str = "cifar10"
+    algorithms: tuple[str, ...] = ("aging", "nsga2", "random")
+    seeds: int = 100  # seeds first_seed .. first_seed + seeds - 1, the same for every algorithm
+    budget: int = 150  # distinct networks evaluated per search
+    out: str | Path | None = "runs/study"  # where the CSV and HTML go; None: write nothing
+    first_seed: int = 0
+
+
+@dataclass
+class Run:
+    """One search: the table indices of the distinct networks it evaluated, in order."""
+
+    algorithm: str
+    seed: int
+    evaluated: list[int]
+    individuals: int  # including children served from the record of an isomorphic twin
+
+
+@dataclass
+class StudyResult:
+    config: StudyConfig
+    rows: list[dict]  # one per (algorithm, seed), as in the CSV
+    curves: dict[str, dict[str, list[list[float]]]]  # algorithm -> "val"/"test" -> per seed trace
+    space_hv: float
+    optimum_test: float  # best 200-epoch test accuracy in the space, percent
+    target: float | None  # random search's mean final test accuracy, percent (None: not run)
+    seconds: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+# -- the search over the table ---------------------------------------------------------------
+
+@functools.cache
+def _arch_key(edges: tuple[str, ...]) -> str:
+    return nb201_key(edges)  # ~0.1 ms; a study asks for the same few thousand cells many times
+
+
+@dataclass(frozen=True)
+class _TableSpace(NB201Space):
+    """The nb201 space with its canonical keys memoised."""
+
+    def arch_key(self, genome: NB201Genome) -> str:
+        return _arch_key(genome.edges)
+
+
+SPACE = _TableSpace()
+
+
+@functools.cache
+def _results(dataset: str) -> tuple[dict, ...]:
+    """Every cell's result dict, by table index (shared, never mutated)."""
+    return tuple(nb201_table.result(i, dataset) for i in range(nb201_table.CELLS))
+
+
+class TableSearch:
+    """`algorithms.Search` with table lookups for evaluations; nothing is written anywhere."""
+
+    def __init__(self, dataset: str, settings: Settings, seed: int, budget: int):
+        self.space = SPACE
+        self.rng = random.Random(seed)
+        self.settings = settings
+        self.budget = budget
+        self.next_id = 0
+        self.seen: set[str] = set()
+        self.records: dict[str, dict] = {}  # canonical key -> result of its first evaluation
+        self.evaluated: list[int] = []  # table index of each distinct network, in order
+        self._by_edges = nb201_table.table().by_edges
+        self._results = _results(dataset)
+
+    def new(self, genome: Genome, parents: tuple[int, ...], operator: str, generation: int) -> Individual:
+        ind = Individual(self.next_id, genome, self.space.key(genome), generation, tuple(parents), operator)
+        self.next_id += 1
+        self.seen.add(ind.key)
+        return ind
+
+    def is_novel(self, key: str) -> bool:
+        return key not in self.seen
+
+    def evaluate(self, individuals: list[Individual]) -> None:
+        for ind in individuals:
+            record = self.records.get(ind.key)
+            if record is None and len(self.evaluated) < self.budget:
+                index = self._by_edges[ind.genome.edges]
+                record = self.records[ind.key] = self._results[index]
+                self.evaluated.append(index)
+            # Past the budget (only if a population outgrows it): not evaluated, never a parent.
+            ind.result = record if record is not None else {"status": "skipped"}
+
+    def room(self) -> int:
+        return self.budget - len(self.evaluated)
+
+    def done(self, state: State) -> bool:
+        return self.room() <= 0 or self.next_id >= MAX_INDIVIDUALS_FACTOR * self.budget
+
+    def checkpoint(self, state: State) -> None:
+        pass
+
+    def seeds(self) -> list[Genome]:
+        return []
+
+
+def run_one(algorithm: str, dataset: str, seed: int, budget: int) -> Run:
+    s = SETTINGS[algorithm]
+    if s.population > budget:  # the initial population alone must fit the budget
+        s = dataclasses.replace(s, population=budget)
+    search = TableSearch(dataset, s, seed, budget)
+    ALGORITHMS[algorithm](search)
+    return Run(algorithm, seed, search.evaluated, search.next_id)
+
+
+# -- the study ---------------------------------------------------------------------------------
+
+def check(cfg: StudyConfig) -> None:
+    if cfg.space != "nb201":
+        raise ConfigError(f"space: the study has a table for nb201 only, got {cfg.space!r}")
+    nb201_table.check_dataset(cfg.dataset)
+    unknown = [a for a in cfg.algorithms if a not in SETTINGS]
+    if unknown or not cfg.algorithms:
+        raise ConfigError(f"algorithms: choose from {', '.join(SETTINGS)}; got {', '.join(cfg.algorithms) or 'none'}")
+    if len(set(cfg.algorithms)) != len(cfg.algorithms):
+        raise ConfigError(f"algorithms: each at most once, got {', '.join(cfg.algorithms)}")
+    if cfg.seeds < 1 or cfg.budget < 1:
+        raise ConfigError(f"seeds and budget must be at least 1, got {cfg.seeds} and {cfg.budget}")
+    if cfg.out is not None and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ConfigError(f"out: {cfg.out} exists and is not a folder")
+
+
+def run_study(cfg: StudyConfig) -> StudyResult:
+    check(cfg)
+    start = time.perf_counter()
+    seeds = range(cfg.first_seed, cfg.first_seed + cfg.seeds)
+    runs = [run_one(a, cfg.dataset, s, cfg.budget) for a in cfg.algorithms for s in seeds]
+    result = summarise(cfg, runs, time.perf_counter() - start)
+    if cfg.out is not None:
+        result.files = write(result, Path(cfg.out))
+    return result
+
+
+def summarise(cfg: StudyConfig, runs: list[Run], seconds: float) -> StudyResult:
+    table = nb201_table.table()
+    val, test, params = (table.column(cfg.dataset, c) for c in ("val12", "test200", "params"))
+    ref = (1.0, HV_PARAMS_MARGIN * max(params))
+    space_hv = hypervolume(range(nb201_table.CELLS), val, params, ref)
+    traced = [traces(run.evaluated, val, test, cfg.budget) for run in runs]
+    curves = {a: {"val": [v for (v, _), r in zip(traced, runs) if r.algorithm == a],
+                  "test": [t for (_, t), r in zip(traced, runs) if r.algorithm == a]} for a in cfg.algorithms}
+    target = statistics.fmean(t[-1] for t in curves["random"]["test"]) if "random" in curves else None
+    rows = []
+    for run, (_, t) in zip(runs, traced):
+        best = max(run.evaluated, key=lambda i: val[i])  # max keeps the first of equals: the earliest
+        hv = hypervolume(run.evaluated, val, params, ref)
+        rows.append({"algorithm": run.algorithm, "seed": run.seed, "evaluations": len(run.evaluated),
+                     "individuals": run.individuals, "index": best, "arch": table.archs[best],
+                     "val12": val[best], "test200": test[best], "params": params[best],
+                     "hypervolume": hv, "hv_gap": space_hv - hv, "evals_to_match": first_reaching(t, target)})
+    return StudyResult(cfg, rows, curves, space_hv, max(test), target, seconds)
+
+
+def traces(evaluated: list[int], val: list, test: list, budget: int) -> tuple[list[float], list[float]]:
+    """After each evaluation: the best validation accuracy so far, and the test accuracy of the
+    network holding it (what the search would return if stopped there). Padded to `budget`
+    with the final values if the search stopped early (space exhausted)."""
+    best_val, best_test, v, t = -math.inf, math.nan, [], []
+    for i in evaluated:
+        if val[i] > best_val:
+            best_val, best_test = val[i], test[i]
+        v.append(best_val)
+        t.append(best_test)
+    return v + v[-1:] * (budget - len(v)), t + t[-1:] * (budget - len(t))
+
+
+def first_reaching(curve: list[float], target: float | None) -> int | None:
+    """The number of evaluations after which `curve` first reaches `target` (None: never)."""
+    if target is None:
+        return None
+    return next((k + 1 for k, x in enumerate(curve) if x >= target), None)
+
+
+def evaluations_to_match(test_curves: list[list[float]], target: float | None) -> int | None:
+    """Evaluations an algorithm needs to match random search's final result: the first point at
+    which its mean (over seeds) incumbent test accuracy reaches random search's mean final test
+    accuracy. None: not within the budget (or random search was not run)."""
+    if not test_curves:
+        return None
+    return first_reaching([statistics.fmean(col) for col in zip(*test_curves)], target)
+
+
+def hypervolume(indices, val: list, params: list, ref: tuple[float, float]) -> float:
+    """Hypervolume of (validation error, params) as a fraction of the reference box
+    (error 1.0, HV_PARAMS_MARGIN x the largest network of the space)."""
+    points = [(1.0 - val[i] / 100, params[i]) for i in indices]
+    return pareto.hypervolume(points, ref) / (ref[0] * ref[1])
+
+
+# -- output ------------------------------------------------------------------------------------
+
+CSV_FIELDS = ("algorithm", "seed", "evaluations", "individuals", "index", "arch", "val12", "test200", "params",
+              "hypervolume", "hv_gap", "evals_to_match")
+
+
+def summary_lines(result: StudyResult) -> list[str]:
+    """One line per algorithm, starting with its name."""
+    cfg, width = result.config, max(len(a) for a in result.config.algorithms)
+    lines = []
+    for a in cfg.algorithms:
+        rows = [r for r in result.rows if r["algorithm"] == a]
+        tests = [r["test200"] for r in rows]
+        std = statistics.stdev(tests) if len(tests) > 1 else 0.0
+        hv = statistics.fmean(r["hypervolume"] for r in rows)
+        lines.append(f"{a:<{width}}  test {statistics.fmean(tests):.2f} ± {std:.2f}  "
+                     f"hv {hv:.4f} (gap {result.space_hv - hv:.4f})  {_match_text(result, a)}")
+    return lines
+
+
+def _match_text(result: StudyResult, algorithm: str) -> str:
+    if result.target is None:
+        return "to match random: n/a (random not run)"
+    k = evaluations_to_match(result.curves[algorithm]["test"], result.target)
+    reached = sum(1 for r in result.rows if r["algorithm"] == algorithm and r["evals_to_match"] is not None)
+    n = result.config.seeds
+    when = f"{k} evaluations" if k is not None else f"not within {result.config.budget}"
+    return f"matches random's {result.target:.2f} after {when} (seeds reaching it: {reached}/{n})"
+
+
+def write(result: StudyResult, out: Path) -> dict[str, Path]:
+    from evo_nas.store import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{result.config.space}-{result.config.dataset}"
+    files = {"csv": out / f"{stem}.csv", "html": out / f"{stem}.html"}
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in result.rows)
+    atomic_write(files["csv"], buf.getvalue())
+    # Self-contained (plotly.js inline, as the run report): the page opens offline.
+    atomic_write(files["html"], figure(result).to_html(include_plotlyjs=True, full_html=True))
+    return files
+
+
+def figure(result: StudyResult):
+    """Mean best-so-far against evaluations, one colour per algorithm, band = ±1 std."""
+    import plotly.graph_objects as go
+    from plotly.colors import DEFAULT_PLOTLY_COLORS
+    from plotly.subplots import make_subplots
+
+    cfg = result.config
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        "best 12-epoch validation accuracy so far (%)", "200-epoch test accuracy of that network (%)"))
+    x = list(range(1, cfg.budget + 1))
+    for n, a in enumerate(cfg.algorithms):
+        color = DEFAULT_PLOTLY_COLORS[n % len(DEFAULT_PLOTLY_COLORS)]
+        for col, kind in enumerate(("val", "test"), start=1):
+            mean, std = _mean_std(result.curves[a][kind])
+            band = [m + s for m, s in zip(mean, std)] + [m - s for m, s in zip(mean[::-1], std[::-1])]
+            fig.add_trace(go.Scatter(x=x + x[::-1], y=band, fill="toself", fillcolor=_faint(color),
+                                     line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=a), 1, col)
+            fig.add_trace(go.Scatter(x=x, y=mean, name=a, line={"color": color}, legendgroup=a,
+                                     showlegend=col == 1), 1, col)
+    if result.target is not None:
+        fig.add_hline(y=result.target, line_dash="dot", row=1, col=2,
+                      annotation_text=f"random search's final mean {result.target:.2f}")
+    fig.update_xaxes(title_text="evaluations (distinct networks)")
+    fig.update_layout(title=f"NAS-Bench-201 {cfg.dataset}: {cfg.seeds} seeds, budget {cfg.budget}")
+    return fig
+
+
+def _mean_std(curves: list[list[float]]) -> tuple[list[float], list[float]]:
+    cols = list(zip(*curves))
+    return ([statistics.fmean(c) for c in cols],
+            [statistics.stdev(c) if len(c) > 1 else 0.0 for c in cols])
+
+
+def _faint(rgb: str) -> str:
+    return rgb.replace("rgb(", "rgba(").replace(")", ", 0.2)")
