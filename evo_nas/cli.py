@@ -29,7 +29,8 @@ HELP = {
     "objectives": "comma-separated: accuracy, macs, params", "max_macs": "aging: MAC limit",
     "max_params": "aging: parameter limit", "generations": "generations after the first",
     "budget": "trained evaluations (instead of generations)", "backend": "who runs evaluations",
-    "workers": "local backend: worker processes", "slots_per_gpu": "candidates in flight per GPU",
+    "workers": "local backend: worker processes", "cpu_threads": "threads per CPU evaluation",
+    "slots_per_gpu": "candidates in flight per GPU",
     "ray_address": "ray backend: cluster address", "device": "where candidates train",
     "init_channels": "skeleton width C", "layers": "cells in the skeleton (nb201: per stage)",
     "epochs": "training epochs per candidate (fractions allowed)", "batch_size": "training batch size",
@@ -250,9 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         click.echo(f"evonas: {err}", err=True)
         return 2
-    except KeyboardInterrupt:
-        click.echo("evonas: stopped; the journal and the last snapshot are on disk: "
-                   "continue with `evonas resume RUN_DIR`", err=True)
+    except KeyboardInterrupt as stop:
+        click.echo(f"evonas: stopped; {getattr(stop, 'hint', 'nothing was lost')}", err=True)
         return 130
 
 

@@ -8,6 +8,7 @@ back, and refuses changes that would change the results (extending the budget is
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -54,6 +55,10 @@ class RunConfig:
     slots_per_gpu: int = 1  # candidates in flight per GPU
     ray_address: str | None = None
     device: str = "auto"
+    # CPU evaluations use exactly this many threads (None: this machine's cores, then fixed in
+    # config.yaml): float results depend on the thread count, and a run must not depend on
+    # which backend or worker evaluated a candidate.
+    cpu_threads: int | None = None
     # -- the proxy: skeleton and brief training ---------------------------------------
     init_channels: int | None = None
     layers: int | None = None  # cells in the cell skeleton (nb201: cells per stage)
@@ -117,6 +122,9 @@ def resolve(cfg: RunConfig, device: str) -> RunConfig:
     if cfg.space == "nb201":
         preset.update(NB201_PRESET)
     filled = {k: v for k, v in preset.items() if getattr(cfg, k) is None}
+    if cfg.cpu_threads is None:
+        filled["cpu_threads"] = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                    else os.cpu_count() or 1)
     if cfg.budget is not None and cfg.generations is None:
         filled["generations"] = None  # a budget alone decides when to stop
     return dataclasses.replace(cfg, device=device, **filled)
@@ -141,7 +149,7 @@ def check(cfg: RunConfig, where: str = "config") -> RunConfig:
         raise ConfigError(f"{where}: objectives: aging evolution optimises accuracy; keep it in the list")
     positive = ["population", "budget", "epochs", "batch_size", "init_channels", "layers",
                 "workers", "train_limit", "val_limit", "offspring", "blocks", "sample", "slots_per_gpu",
-                "sha_rungs", "lr"]
+                "sha_rungs", "lr", "cpu_threads"]
     if cfg.bn_recalibration is not None and cfg.bn_recalibration < 0:
         raise ConfigError(f"{where}: bn_recalibration: must not be negative")
     for name in positive:

@@ -23,3 +23,11 @@ class RunDirError(UserError):
 
 class ConfigError(UserError):
     """A configuration value that is out of range, unknown or inconsistent."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a long command; `hint` tells the user how to continue."""
+
+    def __init__(self, hint: str):
+        super().__init__(hint)
+        self.hint = hint

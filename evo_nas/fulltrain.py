@@ -58,7 +58,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from evo_nas.errors import ConfigError, RunDirError, UserError
+from evo_nas.errors import ConfigError, Interrupted, RunDirError, UserError
 from evo_nas.genome import Genome, to_dict
 from evo_nas.genome_io import dumps, load_genome, loads, parse_genome
 
@@ -295,8 +295,8 @@ def run(cfg: FullTrainConfig, log: Callable[[str], None] | None = _stderr) -> Fu
     try:
         return _train_and_finish(cfg, out, saved, log)
     except KeyboardInterrupt:
-        log(f"stopped; {out} keeps the checkpoint of the last finished epoch: run the same command to continue")
-        raise
+        raise Interrupted(f"{out} keeps the checkpoint of the last finished epoch: "
+                          f"run the same command to continue") from None
 
 
 def _require(module: str, what: str) -> None:

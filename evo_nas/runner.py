@@ -26,7 +26,7 @@ import yaml
 from evo_nas import algorithms, pareto
 from evo_nas import config as configs
 from evo_nas.algorithms import Individual, Settings, State
-from evo_nas.errors import ConfigError, RunDirError, UserError
+from evo_nas.errors import ConfigError, Interrupted, RunDirError, UserError
 from evo_nas.genome import Genome, to_dict
 from evo_nas.genome_io import load_genome, parse_genome
 from evo_nas.spaces.base import SearchSpace
@@ -175,7 +175,12 @@ class RunSearch:
                     "population": [ind.id for ind in state.population],
                     "rng": _rng_state_to_json(self.rng.getstate()), **_library_rng_states()}
         self.run.save_snapshot(state.generation, snapshot)
-        write_csv(history_frame(self.records), self.run.history_file)
+        if self.cfg.report:
+            from evo_nas import report
+
+            report.refresh(self.run)  # report.html, front.csv, history.csv
+        else:
+            write_csv(history_frame(self.records), self.run.history_file)
         if self.progress is not None:
             self.progress.generation_done(self, state)
 
@@ -369,6 +374,9 @@ def drive(cfg: configs.RunConfig, run: RunDir, records: list[dict], snapshot: di
         if progress is not None:
             progress.start(search, state)
         algorithms.ALGORITHMS[cfg.algorithm](search, state)
+    except KeyboardInterrupt:
+        raise Interrupted(f"the journal and the last snapshot are on disk: continue with "
+                          f"`evonas resume {run.path}`") from None
     finally:
         backend.close()
         if progress is not None:
@@ -406,7 +414,7 @@ def eval_settings(cfg: configs.RunConfig):
     train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                         label_smoothing=cfg.label_smoothing, optimizer=cfg.optimizer, cuda_graph=cfg.cuda_graph,
                         time_limit=cfg.time_limit, bn_recalibration=cfg.bn_recalibration)
-    return EvalSettings(data, skeleton, train, cfg.device, cfg.max_macs, cfg.max_params)
+    return EvalSettings(data, skeleton, train, cfg.device, cfg.max_macs, cfg.max_params, cfg.cpu_threads)
 
 
 _SHAPES: dict = {}

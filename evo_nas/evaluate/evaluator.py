@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, replace
 
 from evo_nas.build import Skeleton, build
@@ -47,6 +48,7 @@ class EvalSettings:
     device: str = "cpu"
     max_macs: float | None = None  # over a limit: recorded as infeasible, not trained
     max_params: float | None = None
+    cpu_threads: int = 1  # fixed per run: CPU float results depend on the thread count
 
 
 def eval_seed(run_seed: int, individual_id: int) -> int:
@@ -60,20 +62,27 @@ class Evaluator:
         self.settings = settings
 
     def __call__(self, task: Task) -> dict:
+        return drive(self.begin(task))
+
+    def begin(self, task: Task, stream=None) -> Generator[None, None, dict]:
+        """The evaluation as a generator: one item per training step, the result dict as its
+        return value. A worker interleaving several runs each next() with `stream` current."""
         start = time.perf_counter()
         try:
-            result = self._evaluate(task)
+            result = yield from self._evaluate(task, stream)
         except Exception as err:  # noqa: BLE001 - any failure of a candidate is data
             result = {"status": "failed", "error": describe_error(err)}
             _release_memory(self.settings.device)
         return {"device": self.settings.device, **result, "wall_time": round(time.perf_counter() - start, 3)}
 
-    def _evaluate(self, task: Task) -> dict:
+    def _evaluate(self, task: Task, stream) -> Generator[None, None, dict]:
         import torch
 
-        from evo_nas.evaluate.train import TrainingFailure, train
+        from evo_nas.evaluate.train import Training, TrainingFailure
 
         s = self.settings
+        if s.device == "cpu":
+            torch.set_num_threads(s.cpu_threads)
         genome = parse_genome(task.genome, f"evaluation {task.id}")
         torch.manual_seed(task.seed)  # weight initialisation
         model = build(genome, s.skeleton)
@@ -85,12 +94,24 @@ class Evaluator:
         train_data, val_data = resident_data(s.data, s.device)
         config = replace(s.train, epochs=task.epochs)
         try:
-            r = train(model.to(s.device), train_data, val_data, config, s.device, task.seed, genome.hparams)
+            training = Training(model.to(s.device), train_data, val_data, config, s.device, task.seed,
+                                genome.hparams, stream)
+            yield from training.steps()
+            r = training.result()
         except TrainingFailure as failure:
             return {"status": "failed", **counts, "error": failure.reason}
         return {"status": "ok", **counts, "accuracy": r.val_accuracy, "train_loss": r.train_loss,
                 "epochs": r.epochs, "path": r.path, "fallback": r.fallback_reason, "precision": r.precision,
                 "images_per_s": round(r.images_per_s, 1)}
+
+
+def drive(steps: Generator[None, None, dict]) -> dict:
+    """Run an evaluation generator to its end; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def describe_error(err: BaseException) -> str:
