@@ -215,6 +215,24 @@ def export(run_dir, front_only, out):
     click.echo(f"exported {len(written)} files to {written[0].parent if written else out}")
 
 
+@cli.command()
+@click.option("--device", type=click.Choice(configs.DEVICES), default="auto", show_default=True)
+@click.option("--dataset", default="fashion-mnist", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option("--random-cells", type=click.IntRange(min=0), help="seeded random cells besides NASNet-A, DARTS-V2")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="default: the device's proxy")
+@click.option("--train-limit", type=click.IntRange(min=1), help="training images (default: the proxy's)")
+@click.option("--in-flight", help="comma-separated candidates in flight per process, e.g. 1,2,4")
+@click.option("--out", type=click.Path(file_okay=False), default="bench-out", show_default=True)
+def bench(**options):
+    """Measure the evaluator against a plain training loop, and candidates in flight."""
+    from evo_nas import bench as benches
+
+    result = benches.run_bench(benches.bench_config(**options), log=lambda line: click.echo(line, err=True))
+    click.echo(benches.table(result))
+    click.echo(f"written: {', '.join(result.files)}")
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         c, h, w = (int(x) for x in text.lower().split("x"))

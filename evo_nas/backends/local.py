@@ -167,19 +167,26 @@ def worker_main(fn, device: str, slots: int, conn: Connection) -> None:
         for i, task in iter(conn.recv, None):
             conn.send((i, fn(task)))
         return
-    interleave(fn, streams, conn)
+    interleave(fn, streams, lambda block: conn.recv() if block or conn.poll() else NOTHING,
+               lambda i, result: conn.send((i, result)))
 
 
-def interleave(fn, streams: list, conn: Connection) -> None:
+NOTHING = object()  # take(block=False) found no task waiting
+
+
+def interleave(fn, streams: list, take: Callable[[bool], object], send: Callable[[int, dict], None]) -> None:
     """Keep one candidate per stream in flight, stepping them round-robin; a finished one's
-    stream takes the next task. Each step runs with its candidate's stream current."""
+    stream takes the next task. Each step runs with its candidate's stream current.
+    `take(block)` gives (index, task), None to stop, or NOTHING when none is waiting."""
     import torch
 
     active: dict[int, tuple[int, object]] = {}  # slot -> (task index, evaluation generator)
     stopping = False
     while active or not stopping:
-        while not stopping and len(active) < len(streams) and (not active or conn.poll()):
-            item = conn.recv()
+        while not stopping and len(active) < len(streams):
+            item = take(not active)
+            if item is NOTHING:
+                break
             if item is None:
                 stopping = True
                 break
@@ -193,4 +200,13 @@ def interleave(fn, streams: list, conn: Connection) -> None:
                     next(steps)
                 except StopIteration as done:
                     del active[slot]
-                    conn.send((i, done.value))
+                    send(i, done.value)
+
+
+def run_in_flight(fn, tasks: Sequence, streams: list) -> list[dict]:
+    """Evaluate `tasks` in this process, len(streams) at a time; results in task order."""
+    pending = deque(enumerate(tasks))
+    results: list = [None] * len(tasks)
+    interleave(fn, streams, lambda block: pending.popleft() if pending else None,
+               lambda i, result: results.__setitem__(i, result))
+    return results
