@@ -317,16 +317,26 @@ def start(cfg: configs.RunConfig, progress=None) -> RunDir:
     seeds = load_seeds(cfg, space)  # bad seed files fail before anything is written
     name = cfg.name or time.strftime(f"{cfg.space}-{cfg.algorithm}-%Y%m%d-%H%M%S")
     cfg = dataclasses.replace(cfg, name=name)
+    RunDir.refuse_existing(Path(cfg.runs_dir) / name)
     _check_data(cfg)
     reference = reference_point(cfg, space, seeds)
-    run = RunDir.create(Path(cfg.runs_dir) / name, configs.to_dict(cfg),
-                        {"seed": cfg.seed, "reference_point": reference, "objectives": list(cfg.objectives),
-                         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                         # What the results depend on, as the run started: config.yaml may be
-                         # edited (budget, backend), but a change here is refused on resume.
-                         "results_config": configs.results_part(cfg)})
-    drive(cfg, run, records=[], snapshot=None, progress=progress)
+    backend = make_backend(cfg)  # a missing package or cluster fails before anything is written
+    run = _create(cfg, name, reference, backend)
+    drive(cfg, run, records=[], snapshot=None, progress=progress, backend=backend)
     return run
+
+
+def _create(cfg: configs.RunConfig, name: str, reference: dict, backend) -> RunDir:
+    meta = {"seed": cfg.seed, "reference_point": reference, "objectives": list(cfg.objectives),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            # What the results depend on, as the run started: config.yaml may be edited
+            # (budget, backend), but a change here is refused on resume.
+            "results_config": configs.results_part(cfg)}
+    try:
+        return RunDir.create(Path(cfg.runs_dir) / name, configs.to_dict(cfg), meta)
+    except BaseException:
+        backend.close()
+        raise
 
 
 def resume(path: str | Path, overrides: dict | None = None, progress=None) -> RunDir:
@@ -363,8 +373,9 @@ def usable_snapshot(run: RunDir, records: list[dict]) -> dict | None:
     return None
 
 
-def drive(cfg: configs.RunConfig, run: RunDir, records: list[dict], snapshot: dict | None, progress=None) -> None:
-    backend = make_backend(cfg)
+def drive(cfg: configs.RunConfig, run: RunDir, records: list[dict], snapshot: dict | None, progress=None,
+          backend=None) -> None:
+    backend = backend or make_backend(cfg)
     try:
         search = RunSearch(cfg, run, backend, make_evaluator(cfg), records, snapshot, progress)
         state = None

@@ -43,9 +43,7 @@ class RunDir:
     def create(cls, path: str | os.PathLike, config: dict, meta: dict) -> RunDir:
         """A new run directory; refuses to touch one that exists and is not empty."""
         run = cls(path)
-        if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
-            raise RunDirError(f"{run.path}: already exists; continue it with `evonas resume {run.path}` "
-                              f"or choose another --name")
+        cls.refuse_existing(run.path)
         try:
             run.snapshot_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -54,6 +52,12 @@ class RunDir:
         atomic_write(run.meta_file, json.dumps({"format": FORMAT, **meta}, indent=2) + "\n")
         run.journal_file.touch()
         return run
+
+    @staticmethod
+    def refuse_existing(path: Path) -> None:
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise RunDirError(f"{path}: already exists; continue it with `evonas resume {path}` "
+                              f"or choose another --name")
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> RunDir:
