@@ -259,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except click.exceptions.Exit as done:
         return done.exit_code
-    except click.exceptions.Abort:
-        click.echo("evonas: aborted", err=True)
+    except click.exceptions.Abort as abort:  # click's wrapper around Ctrl-C
+        hint = getattr(abort.__cause__, "hint", "nothing finished was lost")
+        click.echo(f"evonas: stopped; {hint}", err=True)
         return 130
     except click.ClickException as err:
         where = f"{err.ctx.command_path}: " if getattr(err, "ctx", None) else "evonas: "

@@ -95,8 +95,11 @@ def test_torn_journal_line_is_dropped_and_rerun(reference, tmp_path):
     path = tmp_path / "torn" / "journal.jsonl"
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:-1]) + lines[-1][:25])  # killed while writing the last line
-    with pytest.warns(UserWarning, match="truncated last line"):
+    with pytest.warns(UserWarning) as caught:
         assert main(["resume", str(tmp_path / "torn"), "--generations", "3"]) == 0
+    messages = [str(w.message) for w in caught]
+    assert any("truncated last line" in m for m in messages)
+    assert any("names evaluations the journal lacks; using an older one" in m for m in messages)
     assert journal(tmp_path / "torn") == journal(reference)
 
 
@@ -193,3 +196,23 @@ def test_resume_refuses_a_changed_config(reference, tmp_path):
     result = evonas("resume", str(reference))
     assert result.returncode == 2 and "different lr would change the results" in result.stderr
     assert run.journal_file.read_bytes() == before
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes_to_the_same_journal(reference, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "evo_nas", "run", *TINY, "--runs-dir", str(tmp_path),
+                             "--name", "interrupted", "--generations", "3"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    journal_file = tmp_path / "interrupted" / "journal.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if journal_file.exists() and len(journal_file.read_text().splitlines()) >= 6:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("evonas: stopped;") and f"evonas resume {tmp_path / 'interrupted'}" in last
+    assert "Traceback" not in stderr
+    assert main(["resume", str(tmp_path / "interrupted")]) == 0
+    assert journal(tmp_path / "interrupted") == journal(reference)
