@@ -91,11 +91,21 @@ def select_nsga2(vectors: Sequence[Vector], k: int) -> list[int]:
 
 
 def first_front(vectors: Sequence[Vector]) -> list[int]:
+    """Indices of the non-dominated finite vectors (the run-wide front), in index order.
+
+    A filter in O(n * front) rather than a full sort: in lexicographic order a dominator
+    always comes before what it dominates, and whatever dominates a point is itself a front
+    member found earlier, or dominated by one. Equal vectors are all kept, as DEAP does."""
+    front: list[int] = []
     finite = [i for i, v in enumerate(vectors) if all(math.isfinite(x) for x in v)]
-    if not finite:
-        return []
-    front = nondominated_fronts([vectors[i] for i in finite])[0]
-    return [finite[i] for i in front]
+    for i in sorted(finite, key=lambda i: vectors[i]):
+        if not any(_dominates(vectors[j], vectors[i]) for j in front):
+            front.append(i)
+    return sorted(front)
+
+
+def _dominates(a: Vector, b: Vector) -> bool:
+    return all(x <= y for x, y in zip(a, b)) and a != b
 
 
 # -- hypervolume ---------------------------------------------------------------------------

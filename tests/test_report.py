@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from pymoo.indicators.hv import HV
 
-from evo_nas import pareto, report
+from evo_nas import pareto, report, report_html
 from evo_nas.cli import cli, main
 from evo_nas.genome import NB201_OPS, HParams, NB201Genome, to_dict
 from evo_nas.genome_io import load_genome, loads, parse_genome
@@ -132,12 +132,12 @@ def test_front_for_any_subset_of_objectives(tmp_path):
         assert set(data.front) == brute_front(ok), objectives
 
 
-def test_nondominated_matches_deaps_first_front():
+def test_the_fast_front_filter_matches_deaps_first_front():
     rng = random.Random(3)
     for n, d in itertools.product((1, 5, 40, 150), (1, 2, 3)):
         vectors = [tuple(rng.choice((0.1, 0.2, 0.3)) if rng.random() < 0.3 else rng.random() for _ in range(d))
                    for _ in range(n)]  # some ties and duplicates
-        assert report.nondominated(vectors) == pareto.first_front(vectors)
+        assert pareto.first_front(vectors) == pareto.nondominated_fronts(vectors)[0]  # DEAP's sort
 
 
 def pymoo_hv(points, d) -> float:
@@ -182,7 +182,7 @@ def test_lineage_goes_back_to_the_first_population(history):
     data = report.report_data(history)
     assert data.lineage[9] == (9, 4, 8, 1, 6, 2)  # breadth first, through a cache hit (6)
     assert data.lineage[1] == (1,)
-    assert report.lineage_text(data, 8) == "#8 mut_edge(#6) · #6 mut_edge(#2) [cache of #2] · #2 init"
+    assert report_html.lineage_text(data, 8) == "#8 mut_edge(#6) · #6 mut_edge(#2) [cache of #2] · #2 init"
     for chain in data.lineage.values():
         assert data.individuals[chain[-1]].generation == 0
 
@@ -230,8 +230,9 @@ def test_figures_are_valid_plotly(history):
     import plotly.graph_objects as go
 
     data = report.report_data(history)
-    for figure in (report.objective_figure(data, "macs"), report.objective_figure(data, "params"),
-                   report.progress_figure(data), report.lineage_figure(data), report.hparam_figure(data)):
+    figures = (report_html.objective_figure(data, "macs"), report_html.objective_figure(data, "params"),
+               report_html.progress_figure(data), report_html.lineage_figure(data), report_html.hparam_figure(data))
+    for figure in figures:
         go.Figure(figure)  # raises on any unknown property or bad value
 
 
@@ -251,11 +252,11 @@ def test_page_is_self_contained(history):
 
 def test_hover_says_who_how_and_what(history):
     data = report.report_data(history)
-    hover = report._hover(data, data.individuals[9])
+    hover = report_html._hover(data, data.individuals[9])
     for part in ("#9", "generation 2", "cx_uniform+mut_edge", "parents #4, #8", "accuracy 0.8000",
                  "MACs 400", "params 40", "lr 0.49", "rung 2 of 2", "|"):
         assert part in hover
-    failed = report._hover(data, data.individuals[5])
+    failed = report_html._hover(data, data.individuals[5])
     assert "failed</b>: out of memory" in failed
 
 
