@@ -14,21 +14,29 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 TORCH_SPEC ?= $(if $(HAS_GPU),torch>=2.4,torch==2.13.0)
 TORCH_INDEX ?=
 STAMP := $(VENV)/.evonas-setup
+DEV_STAMP := $(VENV)/.evonas-setup-dev
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 ARGS ?=
+PIP := $(BIN)/pip install --disable-pip-version-check -q
 
-.PHONY: setup run test lint bench data clean-venv
+.PHONY: setup setup-dev run test lint bench data clean-venv
 
+# `make run` needs the runtime dependencies only; tests also need pytest, ray, onnx, ...
 setup: $(STAMP)
+setup-dev: $(DEV_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch, sys; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(v < (2, 4))" 2>/dev/null \
 		&& echo "torch already installed: keeping it" \
-		|| $(BIN)/pip install --disable-pip-version-check -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+		|| $(PIP) "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PIP) -e .
 	@$(MAKE) --no-print-directory data
 	@touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(PIP) -e '.[dev]'
+	@touch $(DEV_STAMP)
 
 # Fashion-MNIST from Debian's package where apt exists; elsewhere evonas looks in --data-dir,
 # $$EVONAS_DATA, then downloads with checksums.
@@ -42,10 +50,10 @@ data:
 run: setup
 	$(BIN)/evonas run $(ARGS)
 
-test: setup
+test: setup-dev
 	$(BIN)/python -m pytest -q $(ARGS)
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check evo_nas tests
 
 bench: setup
