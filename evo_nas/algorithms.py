@@ -83,9 +83,7 @@ def nsga2(search: Search, state: State | None = None) -> State:
             offspring.append(breed(search, lambda a=a, b=b: _cross_then_mutate(search, a, b),
                                    state.generation + 1, offspring))
         search.evaluate(offspring)
-        pool = state.population + offspring
-        survivors = pareto.select_nsga2(vectors(pool, s.objectives), s.population)
-        state = State(state.generation + 1, [pool[i] for i in sorted(survivors)])
+        state = _survivors(state, offspring, s)
         search.checkpoint(state)
     return state
 
@@ -120,9 +118,7 @@ def random_search(search: Search, state: State | None = None) -> State:
             batch.append(breed(search, lambda: (search.space.sample(search.rng), (), "random"),
                                state.generation + 1, batch))
         search.evaluate(batch)
-        pool = state.population + batch
-        survivors = pareto.select_nsga2(vectors(pool, s.objectives), s.population)
-        state = State(state.generation + 1, [pool[i] for i in sorted(survivors)])
+        state = _survivors(state, batch, s)
         search.checkpoint(state)
     return state
 
@@ -196,6 +192,13 @@ def _crowded_tournament(population: list[Individual], rank: list[int], dist: lis
     i, j = rng.randrange(len(population)), rng.randrange(len(population))
     better = min((i, j), key=lambda k: (rank[k], -dist[k], k))
     return population[better]
+
+
+def _survivors(state: State, children: list[Individual], s: Settings) -> State:
+    """The next generation: NSGA-II's selection over parents and children together."""
+    pool = state.population + children
+    chosen = pareto.select_nsga2(vectors(pool, s.objectives), s.population)
+    return State(state.generation + 1, [pool[i] for i in sorted(chosen)])
 
 
 def _children(search: Search, wanted: int) -> int:
