@@ -175,7 +175,7 @@ SPACES = [CellSpace(blocks=4), LayerSpace(min_layers=2, max_layers=6), NB201Spac
           CellSpace(blocks=3, hparams=HParamSpace()), LayerSpace(hparams=HParamSpace())]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.sampled_from(range(len(SPACES))), st.integers(0, 2**31), st.lists(st.booleans(), min_size=1, max_size=60))
 def test_random_operator_sequences_give_valid_genomes(space_index, seed, steps):
     space = SPACES[space_index]
@@ -186,3 +186,24 @@ def test_random_operator_sequences_give_valid_genomes(space_index, seed, steps):
         space.validate(genome, name)
         if rng.random() < 0.3:
             other = space.sample(rng)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(range(len(SPACES))), st.integers(0, 2**31), st.lists(st.booleans(), min_size=1, max_size=40))
+def test_every_child_of_random_operator_sequences_builds(space_index, seed, steps):
+    """Valid is not enough: every child must become a network, and the last one must run."""
+    import torch
+
+    from evo_nas.build import Skeleton, build
+
+    space = SPACES[space_index]
+    skeleton = Skeleton(input_shape=(1, 16, 16), classes=10, init_channels=4, layers=3)
+    rng = random.Random(seed)
+    genome, other = space.sample(rng), space.sample(rng)
+    for crossover in steps:
+        genome, _ = space.crossover(genome, other, rng) if crossover else space.mutate(genome, rng)
+        model = build(genome, skeleton)
+    model.train()
+    out = model(torch.randn(2, 1, 16, 16))
+    out.sum().backward()
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
