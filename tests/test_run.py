@@ -199,9 +199,12 @@ def test_resume_refuses_a_changed_config(reference, tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_the_run_resumes_to_the_same_journal(reference, tmp_path):
+    # A shell's background job ignores SIGINT, and Python then never installs its Ctrl-C
+    # handler: give the child the default disposition, as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "evo_nas", "run", *TINY, "--runs-dir", str(tmp_path),
                              "--name", "interrupted", "--generations", "3"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     journal_file = tmp_path / "interrupted" / "journal.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

@@ -1,15 +1,11 @@
 """NB201 canonical keys over the whole benchmark space."""
 
-import csv
 import itertools
 
 import pytest
 
 from evo_nas.genome import NB201_EDGES, NB201_OPS, NB201Genome
 from evo_nas.spaces.nb201 import ZERO_CELL, NB201Space, nb201_key
-from tests.conftest import SHARED
-
-TABLE = SHARED / "nas-reference-data" / "natsbench_tss_test_acc_200ep__v-tao_nats-bench-landscape.csv"
 
 
 def reduced_edges(edges):
@@ -63,13 +59,15 @@ def test_keys_agree_with_brute_force_isomorphism_on_all_15625_cells(all_cells):
     assert len(keys) == 6985
 
 
-def test_benchmark_table_cells_parse_and_keys_are_coarser_nowhere_than_unique_string():
-    rows = list(csv.DictReader(TABLE.open()))
-    assert len(rows) == 15625
+def test_every_benchmark_arch_string_parses_round_trips_and_keys_into_6985_classes():
+    from evo_nas.nb201_table import table
+
+    archs = table().archs  # the packaged table, row i = NAS-Bench-201 index i
+    assert len(archs) == 15625
     space = NB201Space()
-    keys = {space.key(NB201Genome.from_arch_string(r["ArchitectureString"])) for r in rows}
-    assert len({r["UniqueString"] for r in rows}) == 6466
-    assert len(keys) == 6985
+    genomes = [NB201Genome.from_arch_string(a) for a in archs]
+    assert [g.arch_string for g in genomes] == list(archs)
+    assert len({space.key(g) for g in genomes}) == 6985
 
 
 def test_known_equivalences():
