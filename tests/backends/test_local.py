@@ -3,16 +3,19 @@
 import json
 import multiprocessing as mp
 import os
+import random
 import signal
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from evo_nas import config as configs
 from evo_nas import runner
 from evo_nas.backends.local import LocalBackend, plan_workers
+from evo_nas.genome import to_dict
 
 TIMINGS = set(runner.TIMING_FIELDS) | {"device"}
 BASE = {"space": "nb201", "init_channels": 4, "layers": 1, "train_limit": 96, "val_limit": 64,
@@ -84,3 +87,24 @@ def test_a_candidate_that_kills_two_workers_is_failed(tmp_path):
         backend.close()
     assert results[0] == {"status": "ok", "value": 0} and results[3] == {"status": "ok", "value": 30}
     assert results[2]["status"] == "failed" and "worker died twice (exit code 3)" in results[2]["error"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_candidates_in_flight_on_cuda_streams_finish_with_sane_results():
+    """Several candidates interleaved on streams of one process (the local worker's loop):
+    every one trains on the graph path and ends finite, and so does a second round."""
+    from evo_nas.backends.local import run_in_flight
+    from evo_nas.evaluate.evaluator import Task
+
+    cfg = configs.resolve(configs.from_mapping({**BASE, "device": "cuda", "train_limit": 2048, "batch_size": 128}),
+                          "cuda")
+    evaluator = runner.make_evaluator(cfg)
+    space = runner.make_space(cfg)
+    rng = random.Random(0)
+    tasks = [Task(i, to_dict(space.sample(rng)), i, 1.0) for i in range(6)]
+    for _ in range(2):
+        results = run_in_flight(evaluator, tasks, [torch.cuda.Stream() for _ in range(3)])
+        torch.cuda.synchronize()
+        assert all(r["status"] == "ok" and 0 <= r["accuracy"] <= 1 for r in results), results
+        assert {r["path"] for r in results} == {"graph"}
