@@ -35,6 +35,9 @@ class RunConfig:
     ops: tuple[str, ...] | None = None  # cells/nb201: op set; None = the space's default
     min_layers: int = 3  # layers space: depth bounds
     max_layers: int = 10
+    kernel_sizes: tuple[int, ...] = (1, 3, 5, 7)  # layers space: filter heights and widths (Zoph & Le)
+    filter_counts: tuple[int, ...] = (24, 36, 48, 64)  # layers space: filters per layer (Zoph & Le)
+    reductions: int = 2  # stride-2 steps in the skeleton: cells/layers at depth*k//(reductions+1)
     hparams: bool = False  # search learning rate, weight decay, dropout, optimizer too
     seed_genomes: tuple[str, ...] = ()  # genome files put into the first population
     # -- how to search ----------------------------------------------------------------
@@ -163,6 +166,13 @@ def check(cfg: RunConfig, where: str = "config") -> RunConfig:
         raise ConfigError(f"{where}: val_fraction: must be between 0 and 1, got {cfg.val_fraction}")
     if not 0 <= cfg.crossover <= 1:
         raise ConfigError(f"{where}: crossover: must be between 0 and 1, got {cfg.crossover}")
+    _check_ops(cfg, where)
+    if any(k <= 0 or k % 2 == 0 for k in cfg.kernel_sizes) or not cfg.kernel_sizes:
+        raise ConfigError(f"{where}: kernel_sizes: must be odd positive sizes, got {list(cfg.kernel_sizes)}")
+    if any(f <= 0 for f in cfg.filter_counts) or not cfg.filter_counts:
+        raise ConfigError(f"{where}: filter_counts: must be positive counts, got {list(cfg.filter_counts)}")
+    if cfg.reductions < 0:
+        raise ConfigError(f"{where}: reductions: must not be negative")
     if cfg.min_layers > cfg.max_layers:
         raise ConfigError(f"{where}: min_layers: {cfg.min_layers} is above max_layers {cfg.max_layers}")
     if cfg.population is not None and cfg.algorithm == "aging" and cfg.sample > cfg.population:
@@ -174,6 +184,20 @@ def resume_changes(old: RunConfig, new: RunConfig) -> list[str]:
     """Settings that differ and would change the run's results."""
     return [f.name for f in fields(RunConfig)
             if f.name not in RESUMABLE_CHANGES and getattr(old, f.name) != getattr(new, f.name)]
+
+
+def _check_ops(cfg: RunConfig, where: str) -> None:
+    from evo_nas.genome import CELL_OPS, NB201_OPS
+
+    if cfg.ops is None:
+        return
+    known = {"cells": CELL_OPS, "nb201": NB201_OPS}.get(cfg.space)
+    if known is None:
+        raise ConfigError(f"{where}: ops: the {cfg.space} space has no op set (use kernel_sizes, filter_counts)")
+    unknown = [op for op in cfg.ops if op not in known]
+    if unknown or not cfg.ops:
+        raise ConfigError(f"{where}: ops: {unknown[0] if unknown else 'empty'} is not an op of the {cfg.space} space "
+                          f"(known: {', '.join(known)})")
 
 
 def results_part(cfg: RunConfig) -> dict[str, Any]:
@@ -191,7 +215,8 @@ def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
     try:
         if "tuple" in kind:
             items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(x).strip() for x in items if str(x).strip())
+            items = [str(x).strip() for x in items if str(x).strip()]
+            return tuple(int(x) for x in items) if "tuple[int" in kind else tuple(items)
         if kind.startswith("bool"):
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "yes", "no", "1", "0", "on", "off"):

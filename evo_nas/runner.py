@@ -49,7 +49,9 @@ def make_space(cfg: configs.RunConfig) -> SearchSpace:
     if cfg.space == "cells":
         return CellSpace(hparams=hp, blocks=cfg.blocks, **ops)
     if cfg.space == "layers":
-        return LayerSpace(hparams=hp, min_layers=cfg.min_layers, max_layers=cfg.max_layers)
+        return LayerSpace(hparams=hp, min_layers=cfg.min_layers, max_layers=cfg.max_layers,
+                          heights=cfg.kernel_sizes, widths=cfg.kernel_sizes, filters=cfg.filter_counts,
+                          reductions=cfg.reductions)
     return NB201Space(hparams=hp, **ops)
 
 
@@ -421,7 +423,8 @@ def eval_settings(cfg: configs.RunConfig):
 
     shape, classes = dataset_shape(cfg)
     data = DataSettings(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.train_limit, cfg.val_limit, cfg.seed)
-    skeleton = Skeleton(input_shape=shape, classes=classes, init_channels=cfg.init_channels, layers=cfg.layers)
+    skeleton = Skeleton(input_shape=shape, classes=classes, init_channels=cfg.init_channels, layers=cfg.layers,
+                        reductions=cfg.reductions)
     train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                         label_smoothing=cfg.label_smoothing, optimizer=cfg.optimizer, cuda_graph=cfg.cuda_graph,
                         time_limit=cfg.time_limit, bn_recalibration=cfg.bn_recalibration)

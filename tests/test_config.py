@@ -11,6 +11,7 @@ def test_from_mapping_coerces_types_and_rejects_unknown_names():
                                 "seed-genomes": ["a.yaml", "b.yaml"]})
     assert cfg.population == 12 and cfg.epochs == 0.5 and cfg.hparams is True
     assert cfg.objectives == ("accuracy", "macs") and cfg.seed_genomes == ("a.yaml", "b.yaml")
+    assert configs.from_mapping({"filter_counts": "16, 32", "kernel_sizes": [3, 5]}).filter_counts == (16, 32)
     with pytest.raises(ConfigError, match="^cfg.yaml: colour: unknown setting"):
         configs.from_mapping({"colour": 1}, "cfg.yaml")
 
@@ -24,6 +25,10 @@ def test_from_mapping_coerces_types_and_rejects_unknown_names():
     ({"algorithm": "aging", "population": 4, "sample": 5}, "sample: tournament size 5 exceeds"),
     ({"algorithm": "aging", "objectives": "macs"}, "aging evolution optimises accuracy"),
     ({"min_layers": 9, "max_layers": 3}, "min_layers: 9 is above max_layers 3"),
+    ({"ops": "sep_conv_3x3,conv_9x9"}, "ops: conv_9x9 is not an op of the cells space"),
+    ({"space": "layers", "ops": "sep_conv_3x3"}, "ops: the layers space has no op set"),
+    ({"kernel_sizes": "1,2,3"}, "kernel_sizes: must be odd positive sizes"),
+    ({"filter_counts": "16,x"}, "filter_counts: expected tuple[int, ...]"),
 ])
 def test_bad_values_are_one_line_naming_the_setting(values, message):
     with pytest.raises(ConfigError) as err:

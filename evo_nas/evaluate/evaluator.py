@@ -13,7 +13,7 @@ import hashlib
 import time
 import traceback
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from evo_nas.build import Skeleton, build
 from evo_nas.evaluate import data as datasets
@@ -155,6 +155,3 @@ def resident_data(settings: DataSettings, device: str):
                           DeviceData(dataset, val_idx, device, dtype, channels_last=channels_last))
     return _RESIDENT[key]
 
-
-def settings_dict(settings: EvalSettings) -> dict:
-    return asdict(settings)
