@@ -3,6 +3,7 @@ SIGKILL), dedup, failures as data, config precedence, one-line errors."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -186,6 +187,7 @@ def test_run_never_writes_into_an_existing_run(reference):
 
 
 def test_resume_refuses_a_changed_config(reference, tmp_path):
+    reference = Path(shutil.copytree(reference, tmp_path / "copy"))  # other tests compare with the original
     result = evonas("resume", str(reference), "--generations", "4", env={})
     assert result.returncode == 0  # extending is fine (and adds one generation here)
     run = RunDir(reference)
