@@ -14,11 +14,11 @@ from evo_nas.cli import main
 from evo_nas.errors import ConfigError, RunDirError
 from evo_nas.evaluate import train as train_module
 from evo_nas.evaluate.count import count_params
-from evo_nas.evaluate.train import CaptureError
 from evo_nas.fulltrain import TIMING_KEYS, config_from_options, load_model, run, summary
 from evo_nas.genome import NB201Genome, to_dict
 from evo_nas.genome_io import load_genome
 from evo_nas.store import RunDir
+from tests.fakes import FakeGraphedStep
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA = torch.cuda.is_available()
@@ -134,31 +134,6 @@ def test_another_config_in_the_same_folder_is_refused(tmp_path, capsys):
     assert err.count("\n") == 1 and "holds a training with" in err
     # the same settings from elsewhere (a copy of the genome file) continue it
     assert run(dataclasses.replace(cfg, origin="elsewhere.yaml"), log=None).resumed_from == 1
-
-
-class FakeGraphedStep:
-    """train.py's GraphedStep protocol, run eagerly on the CPU; capture can be told to fail."""
-
-    fail_capture = False
-    captures = 0
-
-    def __init__(self, step, inputs, **options):
-        self.step, self.inputs = step, inputs
-
-    def _run(self, batch):
-        for static, value in zip(self.inputs, batch):
-            static.copy_(value)
-        self.step()
-
-    run_eager = replay = _run
-
-    def capture(self):
-        FakeGraphedStep.captures += 1
-        if self.fail_capture:
-            raise CaptureError("capture failed (pretend)")
-
-    def close(self):
-        pass
 
 
 def graph_on_cpu(monkeypatch) -> None:

@@ -18,7 +18,6 @@ from evo_nas.evaluate import train as train_module
 from evo_nas.evaluate.data import load_dataset, split, subset
 from evo_nas.evaluate.device_data import DeviceData
 from evo_nas.evaluate.train import (
-    CaptureError,
     GraphedStep,
     StepCore,
     TrainConfig,
@@ -34,6 +33,7 @@ from evo_nas.evaluate.train import (
     set_lr,
     train,
 )
+from tests.fakes import FakeGraphedStep
 
 ROOT = Path(__file__).resolve().parents[2]
 CUDA = torch.cuda.is_available()
@@ -274,30 +274,6 @@ def test_step_core_accumulates_the_main_loss_only():
         expected = nn.functional.cross_entropy(model(x)[0], y)
     core(x, y)
     assert loss_sum.item() == pytest.approx(expected.item(), rel=1e-5)
-
-
-class FakeGraphedStep:
-    """GraphedStep's protocol run eagerly on the CPU; capture can be told to fail."""
-
-    fail_capture = False
-    closed = 0
-
-    def __init__(self, step, inputs, **options):
-        self.step, self.inputs = step, inputs
-
-    def _run(self, batch):
-        for static, value in zip(self.inputs, batch):
-            static.copy_(value)
-        self.step()
-
-    run_eager = replay = _run
-
-    def capture(self):
-        if self.fail_capture:
-            raise CaptureError("capture failed (pretend)")
-
-    def close(self):
-        FakeGraphedStep.closed += 1
 
 
 def drain(steps):
