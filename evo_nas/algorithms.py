@@ -1,11 +1,11 @@
-"""Search algorithms as short explicit loops: NSGA-II, aging evolution, random search.
+"""Search algorithms as short explicit loops: NSGA-II, aging evolution, random search.   [stdlib]
 
-An algorithm never trains, stores or counts anything itself. It talks to a `Search` (the
-runner builds one): `search.evaluate(individuals)` is the one map-like place where
-evaluations happen (dedup, journal and backends sit behind it), `search.new(...)` turns a
-genome into an individual with an id, `search.done(state)` says when to stop and
-`search.checkpoint(state)` persists progress. Calling an algorithm with a state restored from
-a snapshot continues the run exactly. [stdlib; no torch, no storage]
+An algorithm never trains, stores or counts anything itself. It talks to a `search.Search`:
+`search.evaluate(individuals)` is the one map-like place where evaluations happen (dedup,
+journal and backends sit behind it), `search.new(...)` turns a genome into an individual with an
+id, `search.done(state)` says when to stop and `search.generation_done(state)` runs the
+callbacks (checkpoint, report, progress). Calling an algorithm with a state restored from a
+snapshot continues the run exactly.
 """
 
 from __future__ import annotations
@@ -13,60 +13,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from evo_nas import pareto
+from evo_nas.config import SearchConfig
 from evo_nas.genome import Genome
-from evo_nas.spaces.base import SearchSpace
-
-
-@dataclass
-class Individual:
-    id: int
-    genome: Genome
-    key: str
-    generation: int
-    parents: tuple[int, ...] = ()
-    operator: str = "init"
-    result: dict | None = None  # the evaluation's result: status, accuracy, macs, params, ...
-
-    @property
-    def ok(self) -> bool:
-        return self.result is not None and self.result.get("status") == "ok"
-
-
-@dataclass
-class State:
-    generation: int  # generations completed; the initial population is generation 0
-    population: list[Individual] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Settings:
-    population: int = 16
-    offspring: int | None = None  # children per generation; None: the population size (aging: 1/4 of it)
-    sample: int = 4  # aging: tournament sample size S
-    crossover: float = 0.5  # nsga2: chance that a child comes from crossover (then mutation)
-    objectives: tuple[str, ...] = pareto.OBJECTIVES
-    max_macs: float | None = None  # aging: candidates above a limit cannot be parents
-    max_params: float | None = None
-    retries: int = 50  # attempts to produce a child never evaluated before
-
-
-class Search(Protocol):
-    space: SearchSpace
-    rng: random.Random
-    settings: Settings
-
-    def new(self, genome: Genome, parents: tuple[int, ...], operator: str, generation: int) -> Individual: ...
-    def is_novel(self, key: str) -> bool: ...
-    def evaluate(self, individuals: list[Individual]) -> None: ...
-    def room(self) -> int | float: ...
-    def done(self, state: State) -> bool: ...
-    def checkpoint(self, state: State) -> None: ...
-    def seeds(self) -> list[Genome]: ...
-
+from evo_nas.search import Individual, Search, State
 
 # -- the algorithms -------------------------------------------------------------------------
 
@@ -84,7 +35,7 @@ def nsga2(search: Search, state: State | None = None) -> State:
                                    state.generation + 1, offspring))
         search.evaluate(offspring)
         state = _survivors(state, offspring, s)
-        search.checkpoint(state)
+        search.generation_done(state)
     return state
 
 
@@ -102,7 +53,7 @@ def aging(search: Search, state: State | None = None) -> State:
             children.append(breed(search, _mutant(search, parent), state.generation + 1, children))
         search.evaluate(children)
         state = State(state.generation + 1, (state.population + children)[len(children):])
-        search.checkpoint(state)
+        search.generation_done(state)
     return state
 
 
@@ -119,7 +70,7 @@ def random_search(search: Search, state: State | None = None) -> State:
                                state.generation + 1, batch))
         search.evaluate(batch)
         state = _survivors(state, batch, s)
-        search.checkpoint(state)
+        search.generation_done(state)
     return state
 
 
@@ -131,13 +82,13 @@ ALGORITHMS: dict[str, Callable[..., State]] = {"nsga2": nsga2, "aging": aging, "
 def initial_population(search: Search) -> State:
     """Seed genomes first, then random samples, all distinct; evaluated as generation 0."""
     population: list[Individual] = []
-    for genome in search.seeds()[: search.settings.population]:
+    for genome in search.seeds[: search.settings.population]:
         population.append(search.new(genome, (), f"seed:{genome.name or 'genome'}", 0))
     while len(population) < search.settings.population:
         population.append(breed(search, lambda: (search.space.sample(search.rng), (), "init"), 0, population))
     search.evaluate(population)
     state = State(0, population)
-    search.checkpoint(state)
+    search.generation_done(state)
     return state
 
 
@@ -150,7 +101,7 @@ def breed(search: Search, make: Callable[[], tuple[Genome, tuple[int, ...], str]
     for _ in range(search.settings.retries):
         genome, parents, operator = make()
         key = search.space.key(genome)
-        if key not in taken and search.is_novel(key):
+        if key not in taken and search.archive.is_novel(key):
             break
     return search.new(genome, parents, operator, generation)
 
@@ -194,7 +145,7 @@ def _crowded_tournament(population: list[Individual], rank: list[int], dist: lis
     return population[better]
 
 
-def _survivors(state: State, children: list[Individual], s: Settings) -> State:
+def _survivors(state: State, children: list[Individual], s: SearchConfig) -> State:
     """The next generation: NSGA-II's selection over parents and children together."""
     pool = state.population + children
     chosen = pareto.select_nsga2(vectors(pool, s.objectives), s.population)
@@ -207,16 +158,16 @@ def _children(search: Search, wanted: int) -> int:
 
 
 def vectors(population: Sequence[Individual], objectives: Sequence[str]) -> list[pareto.Vector]:
-    return [pareto.vector(ind.result or {}, objectives) for ind in population]
+    return [pareto.vector(ind.result, objectives) for ind in population]
 
 
-def fitness(ind: Individual, s: Settings) -> float:
+def fitness(ind: Individual, s: SearchConfig) -> float:
     """Aging's single objective: validation accuracy. A candidate over a MAC or parameter
     limit scores minus its relative excess (below every feasible one, closer is better);
     a failed one scores -inf."""
     if not ind.ok:
         return -math.inf
     r = ind.result
-    excess = sum(max(0.0, r[name] / limit - 1.0)
+    excess = sum(max(0.0, getattr(r, name) / limit - 1.0)
                  for name, limit in (("macs", s.max_macs), ("params", s.max_params)) if limit)
-    return r["accuracy"] if excess == 0 else -excess
+    return r.accuracy if excess == 0 else -excess

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from evo_nas import config as configs
 from evo_nas import runner
-from evo_nas.genome import to_dict
+from evo_nas.files import atomic_write
 from evo_nas.genome_io import load_genome
 
 GENOMES = Path(__file__).resolve().parents[1] / "genomes"
-REFERENCE_BATCH = 128  # the reference loop's batch, as in performance-notes.md
+REFERENCE_LOOP_BATCH = 128  # the reference loop's batch, as in docs/performance.md
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,12 @@ class BenchResult:
 def run_bench(cfg: BenchConfig, log=print) -> BenchResult:
     import torch
 
-    device = runner.resolve_device(cfg.device)
+    from evo_nas.evaluate.devices import available
+    from evo_nas.evaluate.evaluator import EvalSettings
+
+    device = available(cfg.device)
     run_cfg = _proxy_config(cfg, device)
-    settings = runner.eval_settings(run_cfg)
+    settings = EvalSettings.of(run_cfg)
     genomes = _candidates(cfg, run_cfg)
     result = BenchResult(device=device, hardware=_hardware(device), torch=torch.__version__,
                          date=time.strftime("%Y-%m-%d"), settings=_settings_summary(run_cfg))
@@ -80,16 +83,16 @@ def run_bench(cfg: BenchConfig, log=print) -> BenchResult:
 
 def _proxy_config(cfg: BenchConfig, device: str) -> configs.RunConfig:
     small = device == "cpu"
-    base = configs.RunConfig(dataset=cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, blocks=5,
-                             epochs=cfg.epochs if cfg.epochs is not None else (1.0 if small else None),
-                             train_limit=cfg.train_limit if cfg.train_limit is not None else (512 if small else None),
-                             val_limit=256 if small else None, bn_recalibration=256 if small else None,
-                             cuda_graph="auto")
-    return configs.check(configs.resolve(base, device))
+    given = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "seed": cfg.seed, "blocks": 5, "cuda_graph": "auto"}
+    if small:
+        given.update(epochs=1.0, train_limit=512, val_limit=256, bn_recalibration=256)
+    given.update({k: v for k, v in (("epochs", cfg.epochs), ("train_limit", cfg.train_limit)) if v is not None})
+    probe = configs.from_mapping(given, "bench", device)
+    return configs.from_mapping(given, "bench", device, data_shape=runner.dataset_shape(probe))
 
 
 def _candidates(cfg: BenchConfig, run_cfg: configs.RunConfig) -> list[tuple[str, object]]:
-    space = runner.make_space(run_cfg)
+    space = run_cfg.space.make(run_cfg.skeleton)
     rng = random.Random(cfg.seed)
     fixed = [(g.name, g) for g in (load_genome(GENOMES / "nasnet_a.yaml"), load_genome(GENOMES / "darts_v2.yaml"))]
     return fixed + [(f"random-{k}", space.sample(rng)) for k in range(cfg.random_cells)]
@@ -100,15 +103,14 @@ def _compare(name: str, genome, settings, cfg: BenchConfig, k: int, log) -> dict
 
     evaluator = Evaluator(settings)
     start = time.perf_counter()
-    r = evaluator(Task(k, to_dict(genome), eval_seed(cfg.seed, k), settings.train.epochs))
+    r = evaluator(Task(k, genome, eval_seed(cfg.seed, k), settings.train.epochs))
     seconds = time.perf_counter() - start
     ref = reference_loop(genome, settings, cfg.loader_workers, eval_seed(cfg.seed, k))
-    ok = r["status"] == "ok"
-    row = {"name": name, "params": r.get("params"), "macs": r.get("macs"), "status": r["status"],
-           "path": r.get("path"), "evaluator_images_per_s": r.get("images_per_s"),
-           "evaluator_seconds": round(seconds, 2), "evaluator_accuracy": r.get("accuracy"),
-           "reference_images_per_s": round(ref["images_per_s"], 1), "reference_seconds": round(ref["seconds"], 2),
-           "error": r.get("error", "")}
+    ok = r.ok
+    row = {"name": name, "params": r.params, "macs": r.macs, "status": str(r.status), "path": r.path,
+           "evaluator_images_per_s": r.images_per_s, "evaluator_seconds": round(seconds, 2),
+           "evaluator_accuracy": r.accuracy, "reference_images_per_s": round(ref["images_per_s"], 1),
+           "reference_seconds": round(ref["seconds"], 2), "error": r.error or ""}
     row["ratio"] = round(row["evaluator_images_per_s"] / row["reference_images_per_s"], 2) if ok else None
     log(f"  {name:<12} evaluator {row['evaluator_images_per_s']} img/s ({row['path']}), "
         f"reference {row['reference_images_per_s']} img/s, ratio {row['ratio']}")
@@ -123,20 +125,19 @@ def reference_loop(genome, settings, loader_workers: int, seed: int) -> dict:
 
     from evo_nas.build import build
     from evo_nas.evaluate import data as datasets
+    from evo_nas.evaluate.engine import scaled_lr
 
     s = settings
     device = torch.device(s.device)
     dataset = datasets.load_dataset(s.data.dataset, s.data.data_dir)
-    train_idx, _ = datasets.split(len(dataset.y_train), s.data.val_fraction, s.data.split_seed)
-    if s.data.train_limit:
-        train_idx = datasets.subset(train_idx, s.data.train_limit, s.data.split_seed)
+    train_idx, _ = datasets.proxy_split(len(dataset.y_train), s.data, s.split_seed)
     loader = torch.utils.data.DataLoader(
-        _CpuAugmented(dataset, train_idx), batch_size=REFERENCE_BATCH, shuffle=True, drop_last=True,
+        _CpuAugmented(dataset, train_idx), batch_size=REFERENCE_LOOP_BATCH, shuffle=True, drop_last=True,
         num_workers=loader_workers if device.type == "cuda" else 0, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)
     model = build(genome, s.skeleton).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=s.train.lr * REFERENCE_BATCH / 256, momentum=0.9,
+    optimizer = torch.optim.SGD(model.parameters(), lr=scaled_lr(s.train.lr, REFERENCE_LOOP_BATCH), momentum=0.9,
                                 weight_decay=s.train.weight_decay)
     steps = max(1, int(s.train.epochs * len(loader)))
     images, start, done = 0, time.perf_counter(), 0
@@ -193,11 +194,11 @@ def _in_flight(genomes, settings, cfg: BenchConfig, device: str, log) -> list[di
     """All candidates, k at a time in this process: total images/s, and the speedup over k=1."""
     import torch
 
-    from evo_nas.backends.local import run_in_flight
     from evo_nas.evaluate.evaluator import Evaluator, Task, eval_seed
+    from evo_nas.evaluate.inflight import run_in_flight
 
     evaluator = Evaluator(settings)
-    tasks = [Task(k, to_dict(g), eval_seed(cfg.seed, k), settings.train.epochs) for k, (_, g) in enumerate(genomes)]
+    tasks = [Task(k, g, eval_seed(cfg.seed, k), settings.train.epochs) for k, (_, g) in enumerate(genomes)]
     ks = cfg.in_flight if device == "cuda" else (1, 2)
     rows = []
     for k in ks:
@@ -208,7 +209,7 @@ def _in_flight(genomes, settings, cfg: BenchConfig, device: str, log) -> list[di
         images = sum(_images(r, settings) for r in results)
         rows.append({"k": k, "candidates": len(tasks), "seconds": round(seconds, 2),
                      "images_per_s": round(images / seconds, 1),
-                     "failed": sum(r["status"] != "ok" for r in results)})
+                     "failed": sum(not r.ok for r in results)})
     for row in rows:
         row["speedup"] = round(row["images_per_s"] / rows[0]["images_per_s"], 2)
         log(f"  in flight {row['k']}: {row['images_per_s']} img/s in total, x{row['speedup']} vs one at a time")
@@ -217,9 +218,9 @@ def _in_flight(genomes, settings, cfg: BenchConfig, device: str, log) -> list[di
 
 def _images(result: dict, settings) -> float:
     """Training images a finished evaluation went through (its epochs over the train split)."""
-    if result.get("status") != "ok":
+    if not result.ok:
         return 0.0
-    return result["epochs"] * _train_size(settings)
+    return result.epochs * _train_size(settings)
 
 
 _TRAIN_SIZES: dict = {}
@@ -230,7 +231,7 @@ def _train_size(settings) -> int:
 
     key = (settings.data, settings.device)
     if key not in _TRAIN_SIZES:
-        train, _ = resident_data(settings.data, settings.device)
+        train, _ = resident_data(settings.data, settings.split_seed, settings.device)
         _TRAIN_SIZES[key] = len(train)
     return _TRAIN_SIZES[key]
 
@@ -245,8 +246,9 @@ def _proxy_rate(result: BenchResult, genomes) -> dict:
 
 
 def _settings_summary(cfg: configs.RunConfig) -> dict:
-    keys = ("init_channels", "layers", "epochs", "batch_size", "train_limit", "val_limit", "lr", "cuda_graph")
-    return {"dataset": cfg.dataset, **{k: getattr(cfg, k) for k in keys}}
+    keys = ("init_channels", "depth", "epochs", "batch_size", "train_limit", "val_limit", "lr", "cuda_graph")
+    flat = configs.flat(cfg)
+    return {"dataset": cfg.data.dataset, **{k: flat[k] for k in keys}}
 
 
 def _hardware(device: str) -> str:
@@ -260,8 +262,6 @@ def _hardware(device: str) -> str:
 
 
 def _write(result: BenchResult, out: str) -> list[str]:
-    from evo_nas.store import atomic_write
-
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "bench.json"

@@ -1,90 +1,92 @@
 """The `evonas` command line. Each command builds a config object and calls the library.
 
-Run options are defined once, from `RunConfig`'s fields. `--config FILE` feeds click's
-`default_map`, so precedence is: defaults < config file < flags. Bad input of any kind ends
-in one line on stderr and exit code 2; Ctrl-C ends a run cleanly with exit code 130.
+Run options are generated from the config's fields (evo_nas.config): their help, choices and
+defaults are written once, there. `--config FILE` feeds click's `default_map`, so precedence is:
+defaults < presets < config file < flags. Bad input of any kind ends in one line on stderr and
+exit code 2; Ctrl-C ends a run cleanly with exit code 130.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import click
+import yaml
 
 from evo_nas import config as configs
+from evo_nas import spaces
 from evo_nas.errors import ConfigError, UserError
 
-HELP = {
-    "space": "search space", "dataset": "fashion-mnist, mnist, cifar10, cifar100 or npz:PATH",
-    "data_dir": "folder with the data set files", "val_fraction": "share of the training set held out",
-    "train_limit": "train on a seeded subset of this many images", "val_limit": "validate on this many images",
-    "blocks": "cells: blocks per cell", "ops": "comma-separated op set", "min_layers": "layers: least depth",
-    "max_layers": "layers: most depth", "kernel_sizes": "layers: comma-separated filter heights/widths",
-    "filter_counts": "layers: comma-separated filter counts", "reductions": "stride-2 steps in the skeleton",
-    "hparams": "search lr, weight decay, dropout, optimizer too",
-    "seed_genomes": "comma-separated genome files put into the first population",
-    "algorithm": "search algorithm", "population": "population size", "offspring": "children per generation",
-    "sample": "aging: tournament size", "crossover": "nsga2: crossover share",
-    "objectives": "comma-separated: accuracy, macs, params", "max_macs": "aging: MAC limit",
-    "max_params": "aging: parameter limit", "generations": "generations after the first",
-    "budget": "trained evaluations (instead of generations)", "backend": "who runs evaluations",
-    "workers": "local backend: worker processes", "cpu_threads": "threads per CPU evaluation",
-    "slots_per_gpu": "candidates in flight per GPU",
-    "ray_address": "ray backend: cluster address", "device": "where candidates train",
-    "init_channels": "skeleton width C", "layers": "cells in the skeleton (nb201: per stage)",
-    "epochs": "training epochs per candidate (fractions allowed)", "batch_size": "training batch size",
-    "lr": "peak learning rate at batch 256", "weight_decay": "L2 weight decay",
-    "label_smoothing": "label smoothing", "optimizer": "sgd, rmsprop or adam", "cuda_graph": "auto, on or off",
-    "time_limit": "seconds per evaluation (0: none)",
-    "bn_recalibration": "images to recompute BatchNorm statistics on before validating",
-    "fidelity": "none or sha (successive halving)",
-    "sha_rungs": "successive-halving rungs", "seed": "run seed", "name": "run name (runs/<name>)",
-    "runs_dir": "where runs are written", "report": "refresh report.html every generation",
-}
-CHOICES = {"space": configs.SPACES, "algorithm": configs.ALGORITHMS, "backend": configs.BACKENDS,
-           "device": configs.DEVICES, "fidelity": configs.FIDELITIES}
+# -- options generated from config fields -------------------------------------------------------
 
-
-def _click_type(f):
+def _click_type(f: dataclasses.Field):
     kind = str(f.type)
-    if f.name in CHOICES:
-        return click.Choice(CHOICES[f.name])
-    for prefix, t in (("bool", click.BOOL), ("int", click.INT), ("float", click.FLOAT)):
+    if f.metadata.get("choices"):
+        return click.Choice([str(c) for c in f.metadata["choices"]])
+    for prefix, t in (("int", click.INT), ("float", click.FLOAT)):
         if kind.startswith(prefix):
             return t
     return click.STRING
 
 
-def run_options(func):
-    """One click option per RunConfig field (tuples are comma-separated strings)."""
-    for f in reversed(fields(configs.RunConfig)):
-        flag = "--" + f.name.replace("_", "-")
-        func = click.option(flag, f.name, type=_click_type(f), default=None, help=HELP.get(f.name, ""))(func)
-    return func
+def _default_text(name: str, f: dataclasses.Field) -> str:
+    """The default a setting gets, and which preset it comes from."""
+    def show(v):
+        return "none" if v is None else ",".join(map(str, v)) if isinstance(v, tuple) else str(v).lower() \
+            if isinstance(v, bool) else str(v)
+
+    if name in ("init_channels", "depth"):
+        parts = []
+        for entry in spaces.REGISTRY.values():
+            if name in entry.skeleton_fields:
+                values = {d: entry.proxy.get(d, {}).get(name, f.default) for d in ("cpu", "cuda")}
+                parts.append(f"{entry.name} {show(values['cpu'])}" if values["cpu"] == values["cuda"] else
+                             f"{entry.name} {show(values['cpu'])} (cpu) / {show(values['cuda'])} (cuda)")
+        return "; ".join(parts)
+    if name in configs.PRESETS["cpu"]:
+        cpu, cuda = configs.PRESETS["cpu"][name], configs.PRESETS["cuda"][name]
+        return f"{show(cpu)} (cpu preset) / {show(cuda)} (cuda preset)"
+    return show(f.default)
+
+
+def config_options(names):
+    """One click option per named config setting, help and default from the field."""
+    def decorate(func):
+        for name in reversed(list(names)):
+            _, f = configs.LEAVES[name]
+            flag = "--" + name.replace("_", "-")
+            help_text = f"{f.metadata.get('help', '')} [default: {_default_text(name, f)}]"
+            if str(f.type).startswith("bool"):
+                option = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
+            else:
+                option = click.option(flag, name, type=_click_type(f), default=None, help=help_text)
+            func = option(func)
+        return func
+    return decorate
+
+
+RUN_OPTIONS = [name for name, (_, f) in configs.LEAVES.items() if f.metadata.get("cli", True)]
 
 
 def _load_config_file(ctx: click.Context, _param, value: str | None):
-    """--config: a YAML mapping of RunConfig settings, checked, then click's default_map."""
+    """--config: a YAML mapping of settings (flat names or config.yaml's sections), checked,
+    then click's default_map."""
     if value is None:
         return None
-    import yaml
-
     try:
         data = yaml.safe_load(Path(value).read_text())
     except OSError as err:
         raise ConfigError(f"{value}: cannot read config file ({err.strerror})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{value}: not valid YAML ({' '.join(str(err).split())})") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{value}: must be a mapping of settings")
-    configs.from_mapping(data, value)  # names, types and ranges, reported against the file
-    defaults = {k.replace("-", "_"): ",".join(map(str, v)) if isinstance(v, list) else v for k, v in data.items()}
+    flat = configs.flatten(data if data is not None else {}, value)  # names and types, against the file
+    configs.from_mapping(flat, value)  # ranges, against the file
+    defaults = {k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in flat.items()}
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    ctx.meta["config_file"] = flat
     return value
 
 
@@ -97,15 +99,14 @@ def cli():
 @cli.command()
 @click.option("--config", type=click.Path(dir_okay=False), callback=_load_config_file, is_eager=True,
               expose_value=False, help="YAML file of settings (flags override it)")
-@run_options
+@config_options(RUN_OPTIONS)
 def run(**options):
     """Search: train candidates briefly, keep the Pareto front, write runs/<name>/."""
     from evo_nas import runner
     from evo_nas.progress import Progress
 
-    cfg = configs.from_mapping({k: v for k, v in options.items() if v is not None}, "options")
-    run_dir = runner.start(cfg, Progress())
-    _finished(run_dir)
+    given = {k: v for k, v in options.items() if v is not None}
+    _finished(runner.start(given, Progress()))
 
 
 @cli.command()
@@ -128,14 +129,14 @@ def resume(run_dir, **overrides):
 @click.argument("genome_file", type=click.Path(dir_okay=False))
 @click.option("--input-shape", default="3x32x32", show_default=True, help="CxHxW")
 @click.option("--classes", type=click.INT, default=10, show_default=True)
-@click.option("--init-channels", type=click.INT, help="C (default: 36 for cells, 16 for nb201)")
-@click.option("--layers", type=click.INT, help="cells (default: 20 for cells, 5 per stage for nb201)")
+@click.option("--init-channels", type=click.INT, help="C (default: the space's published skeleton, cells 36)")
+@click.option("--depth", type=click.INT, help="cells (default: cells 20; nb201 5 per stage)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
-def inspect(genome_file, input_shape, classes, init_channels, layers, as_json):
+def inspect(genome_file, input_shape, classes, init_channels, depth, as_json):
     """Describe a genome file's network: structure, output shape, params, MACs."""
     from evo_nas import inspection
 
-    summary = inspection.inspect_file(genome_file, _shape(input_shape), classes, init_channels, layers)
+    summary = inspection.inspect_file(genome_file, _shape(input_shape), classes, init_channels, depth)
     click.echo(json.dumps(summary, indent=2) if as_json else inspection.render(summary))
 
 
@@ -183,21 +184,24 @@ def study(**options):
         click.echo(line)
 
 
+TRAIN_OPTIONS = ["dataset", "data_dir", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule",
+                 "warmup", "grad_clip", "label_smoothing", "cuda_graph", "aux_weight", "init_channels", "depth",
+                 "auxiliary", "drop_path", "train_limit"]
+
+
 @cli.command("train")
 @click.argument("target")
-@click.option("--dataset", help="data set (default: the run's, or fashion-mnist)")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="folder with the data set files")
-@click.option("--epochs", type=click.IntRange(min=1), help="training epochs")
-@click.option("--init-channels", type=click.IntRange(min=1), help="skeleton width C")
-@click.option("--layers", type=click.IntRange(min=1), help="cells (nb201: cells per stage)")
-@click.option("--batch-size", type=click.IntRange(min=1))
-@click.option("--auxiliary/--no-auxiliary", default=None, help="auxiliary head (cells)")
-@click.option("--drop-path", type=click.FloatRange(0, 1, max_open=True), help="drop-path probability (cells)")
+@config_options(TRAIN_OPTIONS)
+@click.option("--test-limit", type=click.IntRange(min=1), help="measure on a seeded subset of the test split")
 @click.option("--device", type=click.Choice(configs.DEVICES), default="auto", show_default=True)
 @click.option("--seed", type=click.INT, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="output folder (default: runs/train-<name>)")
 def train_command(target, **options):
-    """Train one architecture properly (GENOME_FILE or RUN_DIR#ID), report test accuracy, export it."""
+    """Train one architecture properly (GENOME_FILE or RUN_DIR#ID), report test accuracy, export it.
+
+    The recipe: 50 epochs, batch 256, peak lr 0.2, cosine schedule after a 2% warm-up, in the
+    final skeleton of the genome's space (cells: C=36, 20 cells, auxiliary head, drop path 0.2;
+    nb201: C=16, 5 cells per stage); the defaults below are the search's, not this recipe's."""
     from evo_nas import fulltrain
 
     cfg = fulltrain.config_from_options(target, options)

@@ -1,208 +1,426 @@
-"""A run's configuration: one frozen dataclass, defaults that carry their reasons.   [stdlib]
+"""Every setting, defined once: frozen configs whose fields carry their default, help and choices.   [stdlib]
 
-Precedence: defaults < the device's proxy preset < config file < command-line flags. The
-resolved config (every value concrete) is written to the run directory; resuming reads it
-back, and refuses changes that would change the results (extending the budget is fine).
+A run's config is composed of the library's own configs (space, data, skeleton, train, search,
+stop, backend, run). Names are unique across the groups, so the command line and a config file
+use flat names (`--population`, `epochs: 2`), while the library reads `cfg.search.population`.
+Precedence: field defaults < the device's preset < the space's proxy skeleton < config file <
+flags. A resolved config has every value concrete; it is written to the run directory, and
+resuming refuses changes that would change the results.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from evo_nas import spaces
 from evo_nas.errors import ConfigError
+from evo_nas.genome import OPTIMIZERS
 from evo_nas.pareto import OBJECTIVES
+from evo_nas.spaces.hparams import HParamSpace
 
-SPACES = ("cells", "layers", "nb201")
+
+def setting(default: Any, help: str, choices: tuple | None = None, cli: bool = True, **more) -> Any:
+    """A config field: its default, a help line and, for the command line, its choices."""
+    return field(default=default, metadata={"help": help, "choices": choices, "cli": cli, **more})
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _positive(cfg, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        _check(value is None or value > 0, f"{name}: must be positive, got {value}")
+
+
+def _choices(cfg) -> None:
+    for f in fields(cfg):
+        allowed = f.metadata.get("choices")
+        if allowed and getattr(cfg, f.name) not in allowed:
+            raise ConfigError(f"{f.name}: must be one of {', '.join(map(str, allowed))}, got {getattr(cfg, f.name)!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = setting("fashion-mnist", "fashion-mnist, mnist, cifar10, cifar100 or npz:PATH")
+    data_dir: str | None = setting(None, "folder with the data set files")
+    val_fraction: float = setting(0.1, "share of the training set held out for validation (seeded)")
+    train_limit: int | None = setting(None, "train on a seeded subset of this many images (all: none)")
+    val_limit: int | None = setting(None, "validate on a seeded subset of this many images (all: none)")
+
+    def __post_init__(self):
+        _check(0 < self.val_fraction < 1, f"val_fraction: must be between 0 and 1, got {self.val_fraction}")
+        _positive(self, "train_limit", "val_limit")
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """The network around a genome. Defaults: DARTS' CIFAR-10 search network."""
+
+    input_shape: tuple[int, ...] = setting((3, 32, 32), "(C, H, W) of one image", cli=False)
+    classes: int = setting(10, "classes of the data set", cli=False)
+    init_channels: int | None = setting(16, "skeleton width C: channels per state in the first stage")
+    depth: int | None = setting(8, "cells in the skeleton (nb201: cells per stage)")
+    stem_multiplier: int = setting(3, "the cell stem makes stem_multiplier x C channels, as DARTS")
+    reductions: int = setting(2, "stride-2 steps in the skeleton (cells and layers; nb201 always has 2)")
+    auxiliary: bool = setting(False, "DARTS' auxiliary head (cells; training only)")
+    drop_path: float = setting(0.0, "drop-path probability, annealed from 0 during training (cells)")
+    dropout: float = setting(0.0, "classifier dropout; a genome's hparams.dropout overrides it")
+
+    def __post_init__(self):
+        shape = tuple(self.input_shape)
+        object.__setattr__(self, "input_shape", shape)
+        _check(len(shape) == 3 and shape[0] >= 1 and min(shape[1:]) >= 8,
+               f"input_shape: needs (C, H, W) with H, W >= 8, got {shape}")
+        for name in ("classes", "init_channels", "depth", "stem_multiplier"):
+            _check(getattr(self, name) is None or getattr(self, name) >= 1,
+                   f"{name}: must be at least 1, got {getattr(self, name)}")
+        _check(self.reductions >= 0, f"reductions: must not be negative, got {self.reductions}")
+        for name in ("drop_path", "dropout"):
+            _check(0.0 <= getattr(self, name) < 1.0, f"{name}: must be in [0, 1), got {getattr(self, name)}")
+
+
+SCHEDULES = ("onecycle", "cosine", "constant")
+SWITCHES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a network is trained. Defaults: a short proxy training, airbench/DARTS-style."""
+
+    epochs: float = setting(1.0, "training epochs (fractions allowed)")
+    batch_size: int = setting(256, "training batch size")
+    lr: float = setting(0.2, "peak learning rate for a batch of 256, scaled linearly with the batch")
+    momentum: float = setting(0.9, "SGD and RMSprop momentum")
+    nesterov: bool = setting(True, "Nesterov momentum (SGD)")
+    weight_decay: float = setting(5e-4, "L2 weight decay (5e-4: the CIFAR ResNet value)")
+    label_smoothing: float = setting(0.1, "label smoothing: steadier accuracies for short trainings")
+    optimizer: str = setting("sgd", "optimizer; a genome's hparams override it", OPTIMIZERS)
+    schedule: str = setting("onecycle", "learning-rate schedule after the warm-up", SCHEDULES)
+    warmup: float = setting(0.2, "share of the steps spent warming the rate up linearly")
+    grad_clip: float = setting(5.0, "global gradient-norm clip, as DARTS (0: off)")
+    precision: str = setting("auto", "auto: bf16 autocast on CUDA, fp32 on the CPU", ("auto", "bf16", "fp32"))
+    channels_last: str = setting("auto", "channels_last memory format (auto: on)", SWITCHES)
+    cuda_graph: str = setting("auto", "capture each training step as a CUDA graph (auto: where it works)",
+                              SWITCHES)
+    warmup_steps_before_capture: int = setting(3, "eager steps before a CUDA graph is captured", cli=False)
+    time_limit: float = setting(0.0, "seconds per training; beyond it the candidate fails (0: none)")
+    augment: bool = setting(True, "random crop and mirror (no mirror for digits), on the device")
+    eval_batch_size: int = setting(1024, "batch size when measuring accuracy", cli=False)
+    aux_weight: float = setting(0.4, "weight of DARTS' auxiliary-head loss")
+    bn_recalibration: int = setting(2048, "training images to recompute BatchNorm statistics on before "
+                                          "validating (0: off)")
+
+    def __post_init__(self):
+        _choices(self)
+        _positive(self, "epochs", "batch_size", "lr", "eval_batch_size")
+        _check(self.momentum >= 0, "momentum: must not be negative")
+        _check(self.weight_decay >= 0, "weight_decay: must not be negative")
+        _check(0 <= self.label_smoothing < 1, "label_smoothing: must be in [0, 1)")
+        _check(0 <= self.warmup < 1, "warmup: must be in [0, 1)")
+        _check(self.grad_clip >= 0, "grad_clip: must not be negative (0: off)")
+        _check(self.warmup_steps_before_capture >= 1,
+               "warmup_steps_before_capture: must be >= 1 (optimizer state must exist before capture)")
+        _check(self.time_limit >= 0, "time_limit: must not be negative")
+        _check(self.aux_weight >= 0, "aux_weight: must not be negative")
+        _check(self.bn_recalibration >= 0, "bn_recalibration: must not be negative")
+
+
 ALGORITHMS = ("nsga2", "aging", "random")
-BACKENDS = ("serial", "local", "ray")
-DEVICES = ("auto", "cpu", "cuda")
 FIDELITIES = ("none", "sha")
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    algorithm: str = setting("nsga2", "search algorithm", ALGORITHMS)
+    population: int = setting(16, "population size")
+    offspring: int | None = setting(None, "children per generation (none: the population; aging: a quarter)")
+    sample: int = setting(4, "aging: tournament size")
+    crossover: float = setting(0.5, "nsga2: share of children made by crossover (then mutation)")
+    objectives: tuple[str, ...] = setting(OBJECTIVES, "comma-separated, any of accuracy, macs, params")
+    max_macs: float | None = setting(None, "MACs over which a candidate is infeasible: not trained, never a "
+                                           "parent (aging: ranked by its excess; nsga2: worst)")
+    max_params: float | None = setting(None, "parameters over which a candidate is infeasible (as max_macs)")
+    seed_genomes: tuple[str, ...] = setting((), "comma-separated genome files put into the first population")
+    fidelity: str = setting("none", "none, or sha: successive halving inside each generation", FIDELITIES)
+    sha_rungs: int = setting(3, "successive-halving rungs")
+    retries: int = setting(50, "attempts to breed a child never evaluated before", cli=False)
+
+    def __post_init__(self):
+        _choices(self)
+        _positive(self, "population", "offspring", "sample", "sha_rungs", "retries", "max_macs", "max_params")
+        bad = [o for o in self.objectives if o not in OBJECTIVES]
+        _check(not bad and bool(self.objectives) and len(set(self.objectives)) == len(self.objectives),
+               f"objectives: must be distinct names from {', '.join(OBJECTIVES)}, got {list(self.objectives)}")
+        _check(self.algorithm != "aging" or "accuracy" in self.objectives,
+               "objectives: aging evolution optimises accuracy; keep it in the list")
+        _check(0 <= self.crossover <= 1, f"crossover: must be between 0 and 1, got {self.crossover}")
+        _check(self.algorithm != "aging" or self.sample <= self.population,
+               f"sample: tournament size {self.sample} exceeds the population {self.population}")
+
+
+@dataclass(frozen=True)
+class StopConfig:
+    generations: int | None = setting(None, "generations after the initial population")
+    budget: int | None = setting(None, "trained evaluations (dedup hits are free), instead of generations")
+
+    def __post_init__(self):
+        _check(self.generations is None or self.generations >= 0, "generations: must not be negative")
+        _positive(self, "budget")
+
+
+BACKENDS = ("serial", "local", "ray")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    backend: str = setting("serial", "who runs evaluations", BACKENDS)
+    workers: int | None = setting(None, "local/ray backend: worker processes (none: one per GPU, or 1)")
+    slots_per_gpu: int = setting(1, "candidates in flight per GPU")
+    ray_address: str | None = setting(None, "ray backend: cluster address")
+    device: str = setting("auto", "where candidates train", DEVICES)
+    # Float results on the CPU depend on the thread count: a run fixes it (none: this machine's
+    # cores, then written to config.yaml), so results do not depend on the backend or worker.
+    cpu_threads: int | None = setting(None, "threads per CPU evaluation (none: this machine's cores)")
+
+    def __post_init__(self):
+        _choices(self)
+        _positive(self, "workers", "slots_per_gpu", "cpu_threads")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    seed: int = setting(0, "run seed: the split, the search and every evaluation's seed derive from it")
+    name: str | None = setting(None, "run name: runs/<name> (none: space-algorithm-time)")
+    runs_dir: str = setting("runs", "where runs are written")
+    report: bool = setting(True, "refresh report.html after every generation")
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    space: str = setting("cells", "search space", spaces.NAMES)
+    hparams: bool = setting(False, "search learning rate, weight decay, dropout and optimizer too")
+    options: dict = setting(None, "the space's own options", cli=False)  # name -> value, see spaces
+
+    def __post_init__(self):
+        _choices(self)
+        object.__setattr__(self, "options", dict(self.options or {}))
+        space = self.make(Skeleton())  # checks the options against the space
+        object.__setattr__(self, "options", {f.name: getattr(space, f.name) for f in space.options()})
+
+    def make(self, skeleton: Skeleton):
+        """The SearchSpace these settings describe."""
+        return spaces.entry(self.space).space.from_options(self.options, HParamSpace() if self.hparams else None,
+                                                           reductions=skeleton.reductions)
+
+
+GROUPS = {"space": SpaceConfig, "data": DataConfig, "skeleton": Skeleton, "train": TrainConfig,
+          "search": SearchConfig, "stop": StopConfig, "backend": BackendConfig, "run": RunInfo}
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    # -- what to search ---------------------------------------------------------------
-    space: str = "cells"
-    dataset: str = "fashion-mnist"  # ships as a Debian package; fast enough for a CPU run
-    data_dir: str | None = None
-    val_fraction: float = 0.1  # validation split carved from the training set, seeded
-    train_limit: int | None = None  # train on a seeded subset of the train split (proxy)
-    val_limit: int | None = None  # validate on a seeded subset of the validation split
-    blocks: int = 5  # cells: blocks per cell (NASNet uses 5)
-    ops: tuple[str, ...] | None = None  # cells/nb201: op set; None = the space's default
-    min_layers: int = 3  # layers space: depth bounds
-    max_layers: int = 10
-    kernel_sizes: tuple[int, ...] = (1, 3, 5, 7)  # layers space: filter heights and widths (Zoph & Le)
-    filter_counts: tuple[int, ...] = (24, 36, 48, 64)  # layers space: filters per layer (Zoph & Le)
-    reductions: int = 2  # stride-2 steps in the skeleton: cells/layers at depth*k//(reductions+1)
-    hparams: bool = False  # search learning rate, weight decay, dropout, optimizer too
-    seed_genomes: tuple[str, ...] = ()  # genome files put into the first population
-    # -- how to search ----------------------------------------------------------------
-    algorithm: str = "nsga2"
-    population: int | None = None
-    offspring: int | None = None  # children per generation (None: population; aging: 1/4)
-    sample: int = 4  # aging: tournament size
-    crossover: float = 0.5  # nsga2: share of children made by crossover (then mutation)
-    objectives: tuple[str, ...] = OBJECTIVES
-    max_macs: float | None = None  # aging: limits on a candidate to become a parent
-    max_params: float | None = None
-    # -- when to stop -----------------------------------------------------------------
-    generations: int | None = None  # generations after the initial population
-    budget: int | None = None  # or: this many trained evaluations (dedup hits are free)
-    # -- who evaluates ----------------------------------------------------------------
-    backend: str = "serial"
-    workers: int | None = None  # local backend: worker processes (None: one per GPU slot, or 1)
-    slots_per_gpu: int = 1  # candidates in flight per GPU
-    ray_address: str | None = None
-    device: str = "auto"
-    # CPU evaluations use exactly this many threads (None: this machine's cores, then fixed in
-    # config.yaml): float results depend on the thread count, and a run must not depend on
-    # which backend or worker evaluated a candidate.
-    cpu_threads: int | None = None
-    # -- the proxy: skeleton and brief training ---------------------------------------
-    init_channels: int | None = None
-    layers: int | None = None  # cells in the cell skeleton (nb201: cells per stage)
-    epochs: float | None = None
-    batch_size: int | None = None
-    lr: float | None = None  # peak SGD rate for a batch of 256, scaled linearly with batch size
-    weight_decay: float = 5e-4  # brief trainings overfit little; mild decay helps BN nets
-    label_smoothing: float = 0.1  # steadier proxy accuracies for short trainings
-    optimizer: str = "sgd"  # SGD + Nesterov momentum: the standard for CIFAR-style cells
-    cuda_graph: str = "auto"
-    time_limit: float = 0.0  # seconds per evaluation; 0 = none; exceeding it fails the candidate
-    bn_recalibration: int | None = None  # training images to recompute BN statistics on before validating
-    fidelity: str = "none"  # "sha": successive halving inside each generation
-    sha_rungs: int = 3
-    # -- bookkeeping ------------------------------------------------------------------
-    seed: int = 0
-    name: str | None = None
-    runs_dir: str = "runs"
-    report: bool = True  # refresh report.html after every generation
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    skeleton: Skeleton = field(default_factory=Skeleton)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    stop: StopConfig = field(default_factory=StopConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    run: RunInfo = field(default_factory=RunInfo)
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
 
 
-# Values a run gets when neither the config file nor a flag sets them, by device. CPU: a
-# search that finishes `make run` in minutes on 2 cores (small net, data subset). GPU: the
-# proxy of performance-notes.md (device-resident data, CUDA-graph steps).
+# -- presets: values a run gets when neither the config file nor a flag sets them -----------
+
+# CPU: a search that finishes `make run` in minutes on 2 cores (small net, data subset). GPU:
+# device-resident data, CUDA-graph steps (docs/performance.md). The space's proxy skeleton
+# (spaces.REGISTRY[...].proxy) adds its width and depth.
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"population": 8, "generations": 2, "init_channels": 8, "layers": 3, "epochs": 1.0,
-            "batch_size": 64, "train_limit": 1200, "val_limit": 500, "bn_recalibration": 512,
+    "cpu": {"population": 8, "generations": 2, "epochs": 1.0, "batch_size": 64, "train_limit": 1200,
+            "val_limit": 500, "bn_recalibration": 512,
             # A 19-step proxy wants a high rate: 3 random cells reached 0.45/0.62/0.63 mean val
             # accuracy at lr 0.1/0.4/1.0 (CPU proxy, n=3 genomes each).
             "lr": 0.4},
-    "cuda": {"population": 32, "generations": 20, "init_channels": 16, "layers": 8, "epochs": 2.0,
-             "batch_size": 512, "train_limit": None, "val_limit": None, "bn_recalibration": 2048,
-             "lr": 0.2},
+    "cuda": {"population": 32, "generations": 20, "epochs": 2.0, "batch_size": 512, "train_limit": None,
+             "val_limit": None, "bn_recalibration": 2048, "lr": 0.2},
 }
-NB201_PRESET = {"init_channels": 16, "layers": 5}  # the benchmark's TinyNetwork (C=16, N=5)
-
 # Changing these on resume would not change which evaluations happen or what they return.
-RESUMABLE_CHANGES = {"generations", "budget", "backend", "workers", "slots_per_gpu", "ray_address",
-                     "report", "runs_dir", "name", "data_dir"}
+RESUMABLE = {"generations", "budget", "backend", "workers", "slots_per_gpu", "ray_address", "report", "runs_dir",
+             "name", "data_dir"}
 
 
-def field_names() -> list[str]:
-    return [f.name for f in fields(RunConfig)]
+def _leaves() -> dict[str, tuple[str, dataclasses.Field]]:
+    """Flat name -> (group, field), the space options included (group "space.options")."""
+    out: dict[str, tuple[str, dataclasses.Field]] = {}
+    for group, cls in GROUPS.items():
+        for f in fields(cls):
+            if f.name != "options":
+                out[f.name] = (group, f)
+    for entry in spaces.REGISTRY.values():
+        for f in entry.space.options():
+            out.setdefault(f.name, ("space.options", f))
+    return out
 
 
-def from_mapping(data: dict[str, Any], where: str = "config") -> RunConfig:
-    """Build a config from a mapping (a YAML file, CLI flags), checking names and types."""
-    known = {f.name: f for f in fields(RunConfig)}
-    values = {}
+LEAVES = _leaves()
+
+
+def preset(name: str, device: str, space: str) -> Any:
+    """What the presets give `name` on `device` in `space` (KeyError: nothing)."""
+    proxy = spaces.entry(space).proxy.get(device, {})
+    if name in proxy:
+        return proxy[name]
+    return PRESETS[device][name]
+
+
+def from_mapping(data: dict[str, Any], where: str = "config", device: str = "cpu",
+                 data_shape: tuple[tuple[int, int, int], int] | None = None,
+                 cpu_threads: int | None = None) -> RunConfig:
+    """A resolved config from given values (flat names, or nested groups as config.yaml has them),
+    on `device` ("cpu" or "cuda"); data_shape = (input_shape, classes) of the data set.
+    Errors name `where` and the setting."""
+    given = flatten(data, where)
+    try:
+        return _build(_resolved(given, device, data_shape, cpu_threads))
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _resolved(given: dict[str, Any], device: str, data_shape, cpu_threads: int | None) -> dict[str, Any]:
+    """Every flat setting's value: given, else the presets', else the field's default (left out)."""
+    space = given.get("space", SpaceConfig.space)
+    spaces.entry(space)
+    values: dict[str, Any] = {}
+    for name, (group, _) in LEAVES.items():
+        if name in given:
+            values[name] = given[name]
+        elif group == "skeleton" and name in ("init_channels", "depth"):
+            values[name] = _skeleton_default(name, device, space)
+        elif name in PRESETS.get(device, {}) and not (name == "generations" and given.get("budget") is not None):
+            values[name] = preset(name, device, space)
+    if data_shape is not None:
+        values["input_shape"], values["classes"] = data_shape
+    if values.get("cpu_threads") is None:
+        values["cpu_threads"] = cpu_threads or _cores()
+    values["device"] = device
+    return values
+
+
+def _skeleton_default(name: str, device: str, space: str) -> int | None:
+    entry = spaces.entry(space)
+    if name not in entry.skeleton_fields:
+        return None  # the space's networks set it themselves
+    return entry.proxy.get(device, {}).get(name, getattr(Skeleton, name))
+
+
+def flatten(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Flat names -> coerced values, from a mapping of flat names and/or group sections."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a mapping of settings")
+    flat: dict[str, Any] = {}
     for key, value in data.items():
-        name = key.replace("-", "_")
-        if name not in known:
+        name = str(key).replace("-", "_")
+        if name in GROUPS and isinstance(value, dict):
+            flat.update(flatten(value, where))
+        elif name == "options" and isinstance(value, dict):
+            flat.update(flatten(value, where))
+        elif name in LEAVES:
+            flat[name] = _coerce(LEAVES[name][1], value, where)
+        else:
             raise ConfigError(f"{where}: {key}: unknown setting (see `evonas run --help`)")
-        values[name] = _coerce(known[name], value, where)
-    return check(RunConfig(**values), where)
+    return flat
 
 
-def resolve(cfg: RunConfig, device: str) -> RunConfig:
-    """Fill the values left open from the device's preset (device: "cpu" or "cuda")."""
-    preset = dict(PRESETS[device])
-    if cfg.space == "nb201":
-        preset.update(NB201_PRESET)
-    filled = {k: v for k, v in preset.items() if getattr(cfg, k) is None}
-    if cfg.cpu_threads is None:
-        filled["cpu_threads"] = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                    else os.cpu_count() or 1)
-    if cfg.budget is not None and cfg.generations is None:
-        filled["generations"] = None  # a budget alone decides when to stop
-    return dataclasses.replace(cfg, device=device, **filled)
+def _build(values: dict[str, Any]) -> RunConfig:
+    parts: dict[str, dict] = {group: {} for group in GROUPS}
+    options = {}
+    for name, value in values.items():
+        group, _ = LEAVES[name]
+        (options if group == "space.options" else parts[group])[name] = value
+    parts["space"]["options"] = options
+    built = {group: GROUPS[group](**kw) for group, kw in parts.items()}
+    _check_skeleton(built["space"].space, values)
+    return RunConfig(**built)
 
 
-def to_dict(cfg: RunConfig) -> dict[str, Any]:
-    return {f.name: list(v) if isinstance(v := getattr(cfg, f.name), tuple) else v for f in fields(cfg)}
+def _check_skeleton(space: str, values: dict[str, Any]) -> None:
+    """A skeleton setting the space's networks do not use must be left alone."""
+    entry = spaces.entry(space)
+    for f in fields(Skeleton):
+        if f.metadata["cli"] and f.name not in entry.skeleton_fields:
+            unused = None if f.name in ("init_channels", "depth") else f.default
+            if values.get(f.name, unused) != unused:
+                raise ConfigError(f"{f.name}: does not apply to the {space} space")
 
 
-def check(cfg: RunConfig, where: str = "config") -> RunConfig:
-    choices = {"space": SPACES, "algorithm": ALGORITHMS, "backend": BACKENDS, "device": DEVICES,
-               "fidelity": FIDELITIES, "optimizer": ("sgd", "rmsprop", "adam"),
-               "cuda_graph": ("auto", "on", "off")}
-    for name, allowed in choices.items():
-        if getattr(cfg, name) not in allowed:
-            raise ConfigError(f"{where}: {name}: must be one of {', '.join(allowed)}, got {getattr(cfg, name)!r}")
-    bad = [o for o in cfg.objectives if o not in OBJECTIVES]
-    if bad or not cfg.objectives or len(set(cfg.objectives)) != len(cfg.objectives):
-        raise ConfigError(f"{where}: objectives: must be distinct names from {', '.join(OBJECTIVES)}, "
-                          f"got {list(cfg.objectives)}")
-    if cfg.algorithm == "aging" and "accuracy" not in cfg.objectives:
-        raise ConfigError(f"{where}: objectives: aging evolution optimises accuracy; keep it in the list")
-    positive = ["population", "budget", "epochs", "batch_size", "init_channels", "layers",
-                "workers", "train_limit", "val_limit", "offspring", "blocks", "sample", "slots_per_gpu",
-                "sha_rungs", "lr", "cpu_threads"]
-    if cfg.bn_recalibration is not None and cfg.bn_recalibration < 0:
-        raise ConfigError(f"{where}: bn_recalibration: must not be negative")
-    for name in positive:
-        value = getattr(cfg, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"{where}: {name}: must be positive, got {value}")
-    for name in ("generations",):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 0:
-            raise ConfigError(f"{where}: {name}: must not be negative")
-    if not 0 < cfg.val_fraction < 1:
-        raise ConfigError(f"{where}: val_fraction: must be between 0 and 1, got {cfg.val_fraction}")
-    if not 0 <= cfg.crossover <= 1:
-        raise ConfigError(f"{where}: crossover: must be between 0 and 1, got {cfg.crossover}")
-    _check_ops(cfg, where)
-    if any(k <= 0 or k % 2 == 0 for k in cfg.kernel_sizes) or not cfg.kernel_sizes:
-        raise ConfigError(f"{where}: kernel_sizes: must be odd positive sizes, got {list(cfg.kernel_sizes)}")
-    if any(f <= 0 for f in cfg.filter_counts) or not cfg.filter_counts:
-        raise ConfigError(f"{where}: filter_counts: must be positive counts, got {list(cfg.filter_counts)}")
-    if cfg.reductions < 0:
-        raise ConfigError(f"{where}: reductions: must not be negative")
-    if cfg.min_layers > cfg.max_layers:
-        raise ConfigError(f"{where}: min_layers: {cfg.min_layers} is above max_layers {cfg.max_layers}")
-    if cfg.population is not None and cfg.algorithm == "aging" and cfg.sample > cfg.population:
-        raise ConfigError(f"{where}: sample: tournament size {cfg.sample} exceeds the population {cfg.population}")
-    return cfg
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def resume_changes(old: RunConfig, new: RunConfig) -> list[str]:
-    """Settings that differ and would change the run's results."""
-    return [f.name for f in fields(RunConfig)
-            if f.name not in RESUMABLE_CHANGES and getattr(old, f.name) != getattr(new, f.name)]
+def to_dict(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """The nested form config.yaml holds: one section per group, every value concrete."""
+    out = {}
+    for group in GROUPS:
+        part = getattr(cfg, group)
+        section = {}
+        for f in fields(part):
+            value = getattr(part, f.name)
+            section[f.name] = _plain(value)
+        out[group] = section
+    return out
 
 
-def _check_ops(cfg: RunConfig, where: str) -> None:
-    from evo_nas.genome import CELL_OPS, NB201_OPS
+def flat(cfg: RunConfig) -> dict[str, Any]:
+    """Flat name -> plain value, the space options included."""
+    out = {}
+    for section in to_dict(cfg).values():
+        for name, value in section.items():
+            if name == "options":
+                out.update(value)
+            else:
+                out[name] = value
+    return out
 
-    if cfg.ops is None:
-        return
-    known = {"cells": CELL_OPS, "nb201": NB201_OPS}.get(cfg.space)
-    if known is None:
-        raise ConfigError(f"{where}: ops: the {cfg.space} space has no op set (use kernel_sizes, filter_counts)")
-    unknown = [op for op in cfg.ops if op not in known]
-    if unknown or not cfg.ops:
-        raise ConfigError(f"{where}: ops: {unknown[0] if unknown else 'empty'} is not an op of the {cfg.space} space "
-                          f"(known: {', '.join(known)})")
+
+def flat_config(config: dict) -> dict:
+    """config.yaml's sections as one mapping of setting names (the space's options included)."""
+    out = {}
+    for key, value in config.items():
+        out.update(flat_config(value) if isinstance(value, dict) and key != "input_shape" else {key: value})
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def results_part(cfg: RunConfig) -> dict[str, Any]:
     """The settings a run's results depend on (everything resume may not change)."""
-    return {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE_CHANGES}
+    return {k: v for k, v in flat(cfg).items() if k not in RESUMABLE}
+
+
+def resume_changes(old: dict[str, Any], new: RunConfig) -> list[str]:
+    """Settings whose value differs from `old` (a results_part) and would change the results."""
+    mine = results_part(new)
+    return [k for k in sorted(set(old) | set(mine)) if old.get(k) != mine.get(k)]
 
 
 def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:

@@ -34,10 +34,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from evo_nas import pareto
+from evo_nas.config import flat_config
 from evo_nas.errors import ConfigError, RunDirError
-from evo_nas.genome import describe
-from evo_nas.genome_io import dumps, parse_genome
-from evo_nas.store import RunDir, atomic_write
+from evo_nas.files import atomic_write
+from evo_nas.genome_io import dumps
+from evo_nas.records import Record
+from evo_nas.store import RunDir
 
 ONNX_OPSET = 17  # onnxruntime >= 1.13 and every current runtime run it; what the issue asked for
 PARITY_ATOL = 1e-4  # onnxruntime vs torch, float32 logits: each runtime picks its own conv kernels
@@ -53,49 +55,32 @@ def export_run(run_dir: str | os.PathLike, front_only: bool = False,
     (default RUN_DIR/export). Returns the written paths, summary.csv last. Raises RunDirError
     for an unreadable run or nothing to export, ConfigError if a file would be overwritten."""
     run = RunDir.open(run_dir)
-    finals = final_records(run.journal())
-    front = front_ids(finals, _objectives(run))
-    chosen = [finals[i] for i in front] if front_only else sorted(finals.values(), key=lambda r: r["id"])
+    history = run.history()
+    front = [r.id for r in history.front(_objectives(run))]
+    chosen = [history.final(i) for i in front] if front_only else history.evaluations()
     if not chosen:
         what = "successful evaluation" if front_only else "evaluation"
         raise RunDirError(f"{run.path}: no {what} to export yet")
     rank = {ident: n for n, ident in enumerate(front, start=1)}
     width = max(2, len(str(len(front))))
     folder = Path(out) if out is not None else run.path / "export"
-    names = {r["id"]: _file_name(r["id"], rank.get(r["id"]), width) for r in chosen}
-    targets = [folder / names[r["id"]] for r in chosen] + [folder / "summary.csv"]
+    names = {r.id: _file_name(r.id, rank.get(r.id), width) for r in chosen}
+    targets = [folder / names[r.id] for r in chosen] + [folder / "summary.csv"]
     _refuse_overwrites(targets)
-    genomes = {r["id"]: _sourced_genome(run, r) for r in chosen}  # bad records fail before any write
+    genomes = {r.id: _sourced_genome(run, r) for r in chosen}  # bad records fail before any write
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"{folder}: cannot create the export folder ({err.strerror})") from None
     for r in chosen:
-        atomic_write(folder / names[r["id"]], dumps(genomes[r["id"]]))
-    rows = [_summary_row(r, genomes[r["id"]], rank.get(r["id"]), names[r["id"]]) for r in chosen]
+        atomic_write(folder / names[r.id], dumps(genomes[r.id]))
+    rows = [_summary_row(r, genomes[r.id], rank.get(r.id), names[r.id]) for r in chosen]
     atomic_write(folder / "summary.csv", _csv(rows))
     return targets
 
 
-def final_records(records: list[dict]) -> dict[int, dict]:
-    """Each individual's record at the highest rung it reached, cache hits left out, by id."""
-    final: dict[int, dict] = {}
-    for r in records:
-        if r["id"] not in final or r.get("rung", 0) >= final[r["id"]].get("rung", 0):
-            final[r["id"]] = r
-    return {i: r for i, r in sorted(final.items()) if r.get("cache_of") is None}
-
-
-def front_ids(finals: dict[int, dict], objectives: tuple[str, ...]) -> list[int]:
-    """Ids of the run's Pareto front over the successful records, best accuracy first."""
-    ok = [r for r in finals.values() if r.get("status") == "ok"]
-    members = [ok[i] for i in pareto.first_front([pareto.vector(r, objectives) for r in ok])]
-    members.sort(key=lambda r: (-r["accuracy"], r["macs"], r["params"], r["id"]))
-    return [r["id"] for r in members]
-
-
 def _objectives(run: RunDir) -> tuple[str, ...]:
-    names = run.meta().get("objectives") or run.config().get("objectives") or pareto.OBJECTIVES
+    names = run.meta().get("objectives") or flat_config(run.config()).get("objectives") or pareto.OBJECTIVES
     return tuple(names)
 
 
@@ -109,10 +94,10 @@ def _refuse_overwrites(targets: list[Path]) -> None:
             raise ConfigError(f"{path}: already exists; not overwriting it (choose another --out)")
 
 
-def _sourced_genome(run: RunDir, record: dict):
+def _sourced_genome(run: RunDir, record: Record):
     """The record's genome, named and sourced so the file says where it came from."""
-    ident = record["id"]
-    genome = parse_genome(record.get("genome"), f"{run.journal_file}: evaluation {ident}")
+    ident = record.id
+    genome = record.genome
     source = f"{run.path}#{ident}"
     if genome.source:  # a seed genome keeps its origin
         source += f" (seeded from {genome.source})"
@@ -120,12 +105,11 @@ def _sourced_genome(run: RunDir, record: dict):
     return replace(genome, name=name, source=source)
 
 
-def _summary_row(record: dict, genome, rank: int | None, file: str) -> dict:
-    return {"rank": rank if rank is not None else "", "id": record["id"], "status": record.get("status", ""),
-            "accuracy": record.get("accuracy", ""), "macs": record.get("macs", ""),
-            "params": record.get("params", ""), "generation": record.get("generation", ""),
-            "operator": record.get("operator", ""), "name": genome.name, "description": describe(genome),
-            "file": file}
+def _summary_row(record: Record, genome, rank: int | None, file: str) -> dict:
+    return {"rank": rank if rank is not None else "", "id": record.id, "status": str(record.status),
+            "accuracy": record.accuracy, "macs": record.macs, "params": record.params,
+            "generation": record.generation, "operator": record.operator, "name": genome.name,
+            "description": genome.describe(), "file": file}
 
 
 def _csv(rows: list[dict]) -> str:

@@ -15,24 +15,11 @@ from pathlib import Path
 import yaml
 
 from evo_nas.errors import GenomeError
-from evo_nas.genome import Genome, from_dict, to_dict
-from evo_nas.spaces import cells, layers, nb201
+from evo_nas.files import atomic_write
+from evo_nas.genome import Genome
+from evo_nas.spaces import parse_genome
 
 _SOURCE = re.compile(r"# source: (.*)")  # the first line of a file: where the genome comes from
-_STRUCTURE = {"cells": cells.validate_structure, "layers": layers.validate_structure,
-              "nb201": nb201.validate_structure}
-
-
-def validate_structure(genome: Genome, where: str = "genome") -> None:
-    """The rules any genome of its kind follows, independent of a run's space settings."""
-    _STRUCTURE[genome.space](genome, where)
-
-
-def parse_genome(data: object, where: str = "genome") -> Genome:
-    """A dict (from a file or the journal) -> a checked genome."""
-    genome = from_dict(data, where)
-    validate_structure(genome, where)
-    return genome
 
 
 def loads(text: str, where: str = "genome") -> Genome:
@@ -61,27 +48,14 @@ def load_genome(path: str | os.PathLike) -> Genome:
 
 def dumps(genome: Genome) -> str:
     """The canonical text of a genome file."""
-    d = to_dict(genome)
     lines = [f"# source: {genome.source}"] if genome.source else []
-    lines.append(f"space: {d['space']}")
-    if "name" in d:
-        lines.append(f"name: {_scalar(d['name'])}")
-    if genome.space == "cells":
-        for cell in ("normal", "reduce"):
-            lines.append(f"{cell}:")
-            lines.append("  blocks:")
-            lines += [f"  - [[{a}, {i}], [{b}, {j}]]" for (a, i), (b, j) in d[cell]["blocks"]]
-            if "concat" in d[cell]:
-                lines.append(f"  concat: {_flow(d[cell]['concat'])}")
-    elif genome.space == "layers":
-        lines.append("layers:")
-        lines += [f"- {{height: {x['height']}, width: {x['width']}, filters: {x['filters']}, "
-                  f"inputs: {_flow(x['inputs'])}}}" for x in d["layers"]]
-    else:
-        lines.append(f"arch: {_scalar(d['arch'])}")
-    if "hparams" in d:
+    lines.append(f"space: {genome.space}")
+    if genome.name:
+        lines.append(f"name: {_scalar(genome.name)}")
+    lines += genome.body_lines()
+    if genome.hparams is not None:
         lines.append("hparams:")
-        lines += [f"  {k}: {_scalar(v)}" for k, v in d["hparams"].items()]
+        lines += [f"  {k}: {_scalar(v)}" for k, v in genome.hparams.to_dict().items()]
     return "\n".join(lines) + "\n"
 
 
@@ -90,14 +64,7 @@ def save_genome(genome: Genome, path: str | os.PathLike, overwrite: bool = False
     path = Path(path)
     if path.exists() and not overwrite:
         raise GenomeError(f"{path}: already exists; not overwriting it")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dumps(genome), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def _flow(values: list) -> str:
-    return "[" + ", ".join(str(v) for v in values) + "]"
+    return atomic_write(path, dumps(genome))
 
 
 def _scalar(value: object) -> str:

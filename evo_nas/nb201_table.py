@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from evo_nas.errors import ConfigError, GenomeError
-from evo_nas.genome import NB201Genome
+from evo_nas.records import Result, Status
+from evo_nas.spaces.nb201 import NB201Genome
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 CELLS = 15625
@@ -96,9 +97,8 @@ def lookup(cell: NB201Genome | str | int, dataset: str) -> Entry:
     return table().entry(cell, dataset)
 
 
-def result(genome: NB201Genome | str | int, dataset: str) -> dict:
-    """An evaluation result as the evaluator would write it, from the table: the fitness
-    `accuracy` is the 12-epoch validation accuracy, `test_accuracy` the 200-epoch test one."""
+def result(genome: NB201Genome | str | int, dataset: str) -> Result:
+    """An evaluation's Result from the table: the fitness `accuracy` is the 12-epoch validation
+    accuracy (the 200-epoch test accuracy is `lookup(...).test200`, for reporting only)."""
     e = lookup(genome, dataset)
-    return {"status": "ok", "accuracy": e.val12 / 100, "macs": e.macs, "params": e.params,
-            "test_accuracy": e.test200 / 100}
+    return Result(Status.OK, accuracy=e.val12 / 100, macs=e.macs, params=e.params)

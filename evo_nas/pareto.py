@@ -23,11 +23,11 @@ def to_minimise(name: str, value: float) -> float:
     return 1.0 - value if name in MAXIMISED else float(value)
 
 
-def vector(result: dict, objectives: Sequence[str]) -> Vector:
-    """A result dict's objective vector (all minimised); failures are worst in everything."""
-    if result.get("status") != "ok":
+def vector(result, objectives: Sequence[str]) -> Vector:
+    """A result's objective vector (all minimised); None and failures are worst in everything."""
+    if result is None or not result.ok:
         return tuple(math.inf for _ in objectives)
-    return tuple(to_minimise(name, result[name]) for name in objectives)
+    return tuple(to_minimise(name, getattr(result, name)) for name in objectives)
 
 
 class _Point:

@@ -9,7 +9,7 @@
       front.csv, report.html   (written by the report)
 
 Nothing here is pickled; every file is text a person can read. Writes that replace a file go
-through a temporary file, fsync and os.replace, so a crash leaves the old or the new version.
+through evo_nas.files.atomic_write, so a crash leaves the old or the new version.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from evo_nas.errors import RunDirError
+from evo_nas.files import atomic_write
+from evo_nas.records import History, Record
 
 FORMAT = 1
 KEEP_SNAPSHOTS = 3  # older ones are deleted; the newest that reads back is used
@@ -83,9 +84,6 @@ class RunDir:
             raise RunDirError(f"{self.meta_file}: unreadable (not a JSON object)")
         return meta
 
-    def update_meta(self, **values: Any) -> None:
-        atomic_write(self.meta_file, json.dumps({**self.meta(), **values}, indent=2) + "\n")
-
     def config(self) -> dict:
         try:
             data = yaml.safe_load(self.config_file.read_text())
@@ -96,17 +94,26 @@ class RunDir:
         return data
 
     # -- journal ----------------------------------------------------------------------
-    def append(self, record: dict) -> None:
+    def append(self, record: Record | dict) -> None:
         """Append one evaluation and make it durable before returning."""
-        line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
+        data = record.to_json() if isinstance(record, Record) else record
+        line = json.dumps(data, sort_keys=True, allow_nan=False) + "\n"
         with open(self.journal_file, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
 
+    def history(self, repair: bool = False) -> History:
+        """The journal as typed records, replayed once; a damaged line is an error naming it."""
+        return History(Record.from_json(d, f"{self.journal_file}: line {n}") for n, d in self._lines(repair))
+
     def journal(self, repair: bool = False) -> list[dict]:
-        """Every record, in the order written. A truncated last line (a kill mid-write) is
-        dropped with a warning, and with `repair` cut from the file so appends start on a
+        """Every line as a plain dict, in the order written (see _lines)."""
+        return [d for _, d in self._lines(repair)]
+
+    def _lines(self, repair: bool) -> list[tuple[int, dict]]:
+        """(line number, record) in the order written. A truncated last line (a kill mid-write)
+        is dropped with a warning, and with `repair` cut from the file so appends start on a
         fresh line; damage anywhere else is an error."""
         raw = self.journal_file.read_bytes()
         text = raw.decode("utf-8", errors="replace")
@@ -128,7 +135,7 @@ class RunDir:
                     break
                 raise RunDirError(f"{self.journal_file}: line {number} is damaged; the journal cannot "
                                   f"be read past it") from None
-            records.append(record)
+            records.append((number, record))
         return records
 
     def _truncate_to(self, size: int) -> None:
@@ -166,44 +173,22 @@ class RunDir:
         return sorted(self.snapshot_dir.glob("gen-*.json"))
 
 
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # -- tables (pandas), derived from the journal -------------------------------------------
 
 HISTORY_COLUMNS = ["id", "rung", "generation", "operator", "parents", "status", "accuracy", "macs", "params",
                    "train_loss", "epochs", "wall_time", "device", "path", "cache_of", "error", "key", "genome"]
 
 
-def history_frame(records: list[dict]):
-    """One row per evaluation, ordered by id and rung; the genome as compact JSON."""
+def history_frame(history: History):
+    """One row per journal line, ordered by id and rung; the genome as compact JSON."""
     import pandas as pd
 
     rows = []
-    for r in sorted(records, key=lambda r: (r["id"], r.get("rung", 0))):
-        row = {c: r.get(c) for c in HISTORY_COLUMNS}
-        row["parents"] = " ".join(str(p) for p in r.get("parents", []))
-        row["genome"] = json.dumps(r.get("genome"), sort_keys=True, separators=(",", ":"))
+    for r in sorted(history.records, key=lambda r: (r.id, r.rung)):
+        data = r.to_json()
+        row = {c: data.get(c) for c in HISTORY_COLUMNS}
+        row["parents"] = " ".join(str(p) for p in r.parents)
+        row["genome"] = json.dumps(data["genome"], sort_keys=True, separators=(",", ":"))
         rows.append(row)
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 

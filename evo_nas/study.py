@@ -35,18 +35,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evo_nas import nb201_table, pareto
-from evo_nas.algorithms import ALGORITHMS, Individual, Settings, State
+from evo_nas.algorithms import ALGORITHMS
+from evo_nas.config import SearchConfig, StopConfig
 from evo_nas.errors import ConfigError
-from evo_nas.genome import Genome, NB201Genome
-from evo_nas.spaces.nb201 import NB201Space, nb201_key
+from evo_nas.files import atomic_write
+from evo_nas.search import Archive, Individual, Search, Termination, lookup_evaluator
+from evo_nas.spaces.nb201 import NB201Genome, NB201Space, nb201_key
 
-MAX_INDIVIDUALS_FACTOR = 20  # as runner: stop if dedup keeps finding only known networks
 HV_PARAMS_MARGIN = 1.1  # HV reference: 10% above the largest network, so it too adds volume
 HV_OBJECTIVES = ("accuracy", "params")
 
 # Each algorithm's settings in the study, chosen on CIFAR-10 with tuning seeds 1000-1999 (never
 # the reported 0-99) and used unchanged on every data set.
-SETTINGS: dict[str, Settings] = {
+SETTINGS: dict[str, SearchConfig] = {
     # Regularized evolution, steady state: one child per step, so each choice of parent sees
     # every result so far. At 150 evaluations strong selection pays: a grid P in 5..50 x S in
     # 2..25 (seeds 1000-1299) put P=50, S=25 first; on seeds 1000-1999 it gives 94.31% against
@@ -54,12 +55,12 @@ SETTINGS: dict[str, Settings] = {
     # 94.24% (P=20, S=10) and 94.16% (P=10, S=3, the common NB201 setting); standard errors
     # 0.006-0.008. So: a third of the budget for the random initial population, then
     # tournaments of half the population.
-    "aging": Settings(population=50, offspring=1, sample=25, objectives=HV_OBJECTIVES),
+    "aging": SearchConfig("aging", population=50, offspring=1, sample=25, objectives=HV_OBJECTIVES),
     # NSGA-II over (accuracy, params), the study's hypervolume objectives; population 20 as the
     # Optuna reference, so ~7 generations fit 150 evaluations.
-    "nsga2": Settings(population=20, crossover=0.5, objectives=HV_OBJECTIVES),
+    "nsga2": SearchConfig("nsga2", population=20, crossover=0.5, objectives=HV_OBJECTIVES),
     # Random search: the population is only the archive of the front it reports.
-    "random": Settings(population=10, objectives=HV_OBJECTIVES),
+    "random": SearchConfig("random", population=10, objectives=HV_OBJECTIVES),
 }
 
 
@@ -115,65 +116,33 @@ SPACE = _TableSpace()
 
 
 @functools.cache
-def _results(dataset: str) -> tuple[dict, ...]:
-    """Every cell's result dict, by table index (shared, never mutated)."""
+def _results(dataset: str) -> tuple:
+    """Every cell's Result, by table index (shared; Results are immutable)."""
     return tuple(nb201_table.result(i, dataset) for i in range(nb201_table.CELLS))
 
 
-class TableSearch:
-    """`algorithms.Search` with table lookups for evaluations; nothing is written anywhere."""
+def table_search(dataset: str, settings: SearchConfig, seed: int, budget: int) -> tuple[Search, list[int]]:
+    """A Search whose evaluations are table lookups, and the list it fills with the table index
+    of each distinct network it evaluates, in order. Nothing is written anywhere."""
+    archive, evaluated = Archive(SPACE), []
+    by_edges, results = nb201_table.table().by_edges, _results(dataset)
 
-    def __init__(self, dataset: str, settings: Settings, seed: int, budget: int):
-        self.space = SPACE
-        self.rng = random.Random(seed)
-        self.settings = settings
-        self.budget = budget
-        self.next_id = 0
-        self.seen: set[str] = set()
-        self.records: dict[str, dict] = {}  # canonical key -> result of its first evaluation
-        self.evaluated: list[int] = []  # table index of each distinct network, in order
-        self._by_edges = nb201_table.table().by_edges
-        self._results = _results(dataset)
+    def result_of(ind: Individual):
+        evaluated.append(by_edges[ind.genome.edges])
+        return results[evaluated[-1]]
 
-    def new(self, genome: Genome, parents: tuple[int, ...], operator: str, generation: int) -> Individual:
-        ind = Individual(self.next_id, genome, self.space.key(genome), generation, tuple(parents), operator)
-        self.next_id += 1
-        self.seen.add(ind.key)
-        return ind
-
-    def is_novel(self, key: str) -> bool:
-        return key not in self.seen
-
-    def evaluate(self, individuals: list[Individual]) -> None:
-        for ind in individuals:
-            record = self.records.get(ind.key)
-            if record is None and len(self.evaluated) < self.budget:
-                index = self._by_edges[ind.genome.edges]
-                record = self.records[ind.key] = self._results[index]
-                self.evaluated.append(index)
-            # Past the budget (only if a population outgrows it): not evaluated, never a parent.
-            ind.result = record if record is not None else {"status": "skipped"}
-
-    def room(self) -> int:
-        return self.budget - len(self.evaluated)
-
-    def done(self, state: State) -> bool:
-        return self.room() <= 0 or self.next_id >= MAX_INDIVIDUALS_FACTOR * self.budget
-
-    def checkpoint(self, state: State) -> None:
-        pass
-
-    def seeds(self) -> list[Genome]:
-        return []
+    search = Search(SPACE, settings, random.Random(seed), archive, lookup_evaluator(archive, result_of),
+                    Termination.of(StopConfig(budget=budget), settings))
+    return search, evaluated
 
 
 def run_one(algorithm: str, dataset: str, seed: int, budget: int) -> Run:
     s = SETTINGS[algorithm]
     if s.population > budget:  # the initial population alone must fit the budget
-        s = dataclasses.replace(s, population=budget)
-    search = TableSearch(dataset, s, seed, budget)
+        s = dataclasses.replace(s, population=budget, sample=min(s.sample, budget))
+    search, evaluated = table_search(dataset, s, seed, budget)
     ALGORITHMS[algorithm](search)
-    return Run(algorithm, seed, search.evaluated, search.next_id)
+    return Run(algorithm, seed, evaluated, search.archive.next_id)
 
 
 # -- the study ---------------------------------------------------------------------------------
@@ -291,7 +260,7 @@ def _match_text(result: StudyResult, algorithm: str) -> str:
 
 
 def write(result: StudyResult, out: Path) -> dict[str, Path]:
-    from evo_nas.store import atomic_write
+    from evo_nas.report.study_page import figure
 
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{result.config.space}-{result.config.dataset}"
@@ -304,40 +273,3 @@ def write(result: StudyResult, out: Path) -> dict[str, Path]:
     # Self-contained (plotly.js inline, as the run report): the page opens offline.
     atomic_write(files["html"], figure(result).to_html(include_plotlyjs=True, full_html=True))
     return files
-
-
-def figure(result: StudyResult):
-    """Mean best-so-far against evaluations, one colour per algorithm, band = ±1 std."""
-    import plotly.graph_objects as go
-    from plotly.colors import DEFAULT_PLOTLY_COLORS
-    from plotly.subplots import make_subplots
-
-    cfg = result.config
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "best 12-epoch validation accuracy so far (%)", "200-epoch test accuracy of that network (%)"))
-    x = list(range(1, cfg.budget + 1))
-    for n, a in enumerate(cfg.algorithms):
-        color = DEFAULT_PLOTLY_COLORS[n % len(DEFAULT_PLOTLY_COLORS)]
-        for col, kind in enumerate(("val", "test"), start=1):
-            mean, std = _mean_std(result.curves[a][kind])
-            band = [m + s for m, s in zip(mean, std)] + [m - s for m, s in zip(mean[::-1], std[::-1])]
-            fig.add_trace(go.Scatter(x=x + x[::-1], y=band, fill="toself", fillcolor=_faint(color),
-                                     line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=a), 1, col)
-            fig.add_trace(go.Scatter(x=x, y=mean, name=a, line={"color": color}, legendgroup=a,
-                                     showlegend=col == 1), 1, col)
-    if result.target is not None:
-        fig.add_hline(y=result.target, line_dash="dot", row=1, col=2,
-                      annotation_text=f"random search's final mean {result.target:.2f}")
-    fig.update_xaxes(title_text="evaluations (distinct networks)")
-    fig.update_layout(title=f"NAS-Bench-201 {cfg.dataset}: {cfg.seeds} seeds, budget {cfg.budget}")
-    return fig
-
-
-def _mean_std(curves: list[list[float]]) -> tuple[list[float], list[float]]:
-    cols = list(zip(*curves))
-    return ([statistics.fmean(c) for c in cols],
-            [statistics.stdev(c) if len(c) > 1 else 0.0 for c in cols])
-
-
-def _faint(rgb: str) -> str:
-    return rgb.replace("rgb(", "rgba(").replace(")", ", 0.2)")

@@ -7,59 +7,44 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evo_nas import pareto
-from evo_nas.algorithms import ALGORITHMS, Individual, Settings, State
-from evo_nas.genome import NB201_EDGES, NB201Genome
+from evo_nas.algorithms import ALGORITHMS
+from evo_nas.config import SearchConfig, StopConfig
+from evo_nas.records import Result, Status
+from evo_nas.search import Archive, Search, State, Termination, lookup_evaluator
 from evo_nas.spaces.cells import CellSpace
 from evo_nas.spaces.hparams import HParamSpace
 from evo_nas.spaces.layers import LayerSpace
-from evo_nas.spaces.nb201 import NB201Space
+from evo_nas.spaces.nb201 import EDGES as NB201_EDGES
+from evo_nas.spaces.nb201 import NB201Genome, NB201Space
 
 CONV = {"nor_conv_3x3": 2.0, "nor_conv_1x1": 1.0}
 
 
-def toy_objectives(genome: NB201Genome) -> dict:
+def toy_objectives(genome: NB201Genome) -> Result:
     """A cheap stand-in for training: 'accuracy' grows with conv edges into the output, cost
     with every conv; the front trades them off. Deterministic, so runs are comparable."""
     gain = sum(CONV.get(op, 0.0) * (1 + target) for op, (_, target) in zip(genome.edges, NB201_EDGES))
     cost = sum(CONV.get(op, 0.0) ** 2 for op in genome.edges) + 1
-    return {"status": "ok", "accuracy": gain / 40.0, "macs": cost, "params": cost}
+    return Result(Status.OK, accuracy=gain / 40.0, macs=cost, params=cost)
 
 
-class ToySearch:
-    """The Search protocol over NB201 genomes with toy objectives (no training, no storage)."""
+def toy_search(seed: int, settings: SearchConfig, budget: int, space=None) -> Search:
+    """A Search over NB201 genomes with toy objectives (no training, no storage); its
+    `evaluated` lists the results of the distinct networks in order, `checkpoints` the
+    generations whose end the callbacks saw."""
+    space = space or NB201Space()
+    archive = Archive(space)
+    evaluated, checkpoints = [], []
 
-    def __init__(self, seed: int, settings: Settings, budget: int, space=None):
-        self.space = space or NB201Space()
-        self.rng = random.Random(seed)
-        self.settings = settings
-        self.budget = budget
-        self.seen, self.evaluated, self.next_id, self.checkpoints = set(), {}, 0, []
+    def result_of(ind):
+        evaluated.append(toy_objectives(ind.genome))
+        return evaluated[-1]
 
-    def new(self, genome, parents, operator, generation):
-        ind = Individual(self.next_id, genome, self.space.key(genome), generation, tuple(parents), operator)
-        self.next_id += 1
-        self.seen.add(ind.key)
-        return ind
-
-    def is_novel(self, key):
-        return key not in self.seen
-
-    def evaluate(self, individuals):
-        for ind in individuals:
-            self.evaluated.setdefault(ind.key, toy_objectives(ind.genome))
-            ind.result = dict(self.evaluated[ind.key])
-
-    def room(self):
-        return self.budget - len(self.evaluated)
-
-    def done(self, state):
-        return self.room() <= 0
-
-    def checkpoint(self, state):
-        self.checkpoints.append(state.generation)
-
-    def seeds(self):
-        return []
+    search = Search(space, settings, random.Random(seed), archive, lookup_evaluator(archive, result_of),
+                    Termination.of(StopConfig(budget=budget), settings),
+                    callbacks=[lambda state: checkpoints.append(state.generation)])
+    search.evaluated, search.checkpoints = evaluated, checkpoints
+    return search
 
 
 def test_selection_is_deaps_selnsga2():
@@ -101,7 +86,7 @@ def deap_reference(seed: int, population: int, budget: int) -> list[tuple]:
         ind = [genome]
         ind = type("Ind", (list,), {})(ind)
         r = toy_objectives(genome)
-        ind.fitness = creator.ToyFit((r["accuracy"], r["macs"], r["params"]))
+        ind.fitness = creator.ToyFit((r.accuracy, r.macs, r.params))
         return ind
 
     pop = [make(space.sample(rng)) for _ in range(population)]
@@ -131,10 +116,10 @@ def test_nsga2_matches_a_deap_reference_run():
     def mean_hv(algorithm, seeds=range(30)):
         values = []
         for seed in seeds:
-            search = ToySearch(seed, Settings(population=12, objectives=("accuracy", "macs", "params")), budget=96)
+            settings = SearchConfig(algorithm, population=12, objectives=("accuracy", "macs", "params"))
+            search = toy_search(seed, settings, budget=96)
             ALGORITHMS[algorithm](search)
-            values.append(front_hypervolume([pareto.vector(r, search.settings.objectives)
-                                             for r in search.evaluated.values()]))
+            values.append(front_hypervolume([pareto.vector(r, search.settings.objectives) for r in search.evaluated]))
         return sum(values) / len(values)
 
     theirs = sum(front_hypervolume(deap_reference(seed, 12, 96)) for seed in range(30)) / 30
@@ -147,17 +132,17 @@ def test_nsga2_matches_a_deap_reference_run():
 
 def test_every_algorithm_respects_the_budget_and_never_repeats_a_network():
     for name in ALGORITHMS:
-        search = ToySearch(1, Settings(population=8, sample=3), budget=40)
+        search = toy_search(1, SearchConfig(name, population=8, sample=3), budget=40)
         state = ALGORITHMS[name](search)
-        assert len(search.evaluated) == 40
-        assert search.next_id == 40  # every individual was a new network: dedup before training
+        assert len(search.evaluated) == 40 == search.archive.evaluated
+        assert search.archive.next_id == 40  # every individual was a new network: dedup before training
         assert isinstance(state, State) and len(state.population) == 8
         assert search.checkpoints == sorted(search.checkpoints) and search.checkpoints[0] == 0
 
 
 def test_same_seed_same_search():
     def run(seed):
-        search = ToySearch(seed, Settings(population=8, sample=3), budget=30)
+        search = toy_search(seed, SearchConfig("aging", population=8, sample=3), budget=30)
         ALGORITHMS["aging"](search)
         return list(search.evaluated)
 
@@ -166,7 +151,7 @@ def test_same_seed_same_search():
 
 
 def test_aging_removes_the_oldest():
-    search = ToySearch(2, Settings(population=6, offspring=2, sample=3), budget=12)
+    search = toy_search(2, SearchConfig("aging", population=6, offspring=2, sample=3), budget=12)
     state = ALGORITHMS["aging"](search)
     assert [ind.id for ind in state.population] == list(range(6, 12))
 
@@ -197,7 +182,7 @@ def test_every_child_of_random_operator_sequences_builds(space_index, seed, step
     from evo_nas.build import Skeleton, build
 
     space = SPACES[space_index]
-    skeleton = Skeleton(input_shape=(1, 16, 16), classes=10, init_channels=4, layers=3)
+    skeleton = Skeleton(input_shape=(1, 16, 16), classes=10, init_channels=4, depth=3)
     rng = random.Random(seed)
     genome, other = space.sample(rng), space.sample(rng)
     for crossover in steps:

@@ -6,23 +6,24 @@ import pytest
 import torch
 from torch import nn
 
-from evo_nas.build import AuxiliaryHead, CellModule, DeadCell, Skeleton, build
+from evo_nas.build import Skeleton, build
 from evo_nas.errors import ConfigError
 from evo_nas.evaluate.count import count_macs, count_params
-from evo_nas.genome import Block, Branch, Cell, CellGenome, HParams, Layer, LayerGenome, NB201Genome
+from evo_nas.genome import HParams
 from evo_nas.genome_io import load_genome
+from evo_nas.nets.cells import AuxiliaryHead, CellModule, DeadCell
 from evo_nas.ops import DropPath
-from evo_nas.spaces.cells import CellSpace
-from evo_nas.spaces.layers import LayerSpace
-from evo_nas.spaces.nb201 import NB201Space
+from evo_nas.spaces.cells import Block, Branch, Cell, CellGenome, CellSpace
+from evo_nas.spaces.layers import Layer, LayerGenome, LayerSpace
+from evo_nas.spaces.nb201 import NB201Genome, NB201Space
 
 SHAPES = [(1, 28, 28), (3, 32, 32)]
-SMALL_LAYERS = LayerSpace(filters=(4, 6, 8), max_layers=8)  # the space's rules, a CPU-sized width
+SMALL_LAYERS = LayerSpace(filter_counts=(4, 6, 8), max_layers=8)  # the space's rules, a CPU-sized width
 
 
 def small(space: str, shape, **kw) -> Skeleton:
     layers = {"cells": 4, "layers": 8, "nb201": 1}[space]
-    return Skeleton(input_shape=shape, classes=7, init_channels=8, layers=layers, **kw)
+    return Skeleton(input_shape=shape, classes=7, init_channels=8, depth=layers, **kw)
 
 
 def sample(space: str, seed: int):
@@ -71,7 +72,7 @@ def test_forward_reads_no_tensor_value_on_the_host(space, monkeypatch):
 
 def test_skeleton_defaults_and_validation():
     sk = Skeleton()
-    assert (sk.input_shape, sk.classes, sk.init_channels, sk.layers) == ((3, 32, 32), 10, 16, 8)
+    assert (sk.input_shape, sk.classes, sk.init_channels, sk.depth) == ((3, 32, 32), 10, 16, 8)
     assert (sk.stem_multiplier, sk.reductions, sk.auxiliary, sk.drop_path, sk.dropout) == (3, 2, False, 0.0, 0.0)
     assert Skeleton(input_shape=[1, 28, 28]).input_shape == (1, 28, 28)
     for bad in ({"input_shape": (3, 7, 32)}, {"input_shape": (32, 32)}, {"classes": 0},
@@ -82,7 +83,7 @@ def test_skeleton_defaults_and_validation():
 
 class TestCellNetwork:
     def test_darts_skeleton_structure(self):
-        model = build(load_genome("genomes/darts_v2.yaml"), Skeleton(init_channels=8, layers=6))
+        model = build(load_genome("genomes/darts_v2.yaml"), Skeleton(init_channels=8, depth=6))
         stem_conv, stem_bn = model.stem
         assert (stem_conv.in_channels, stem_conv.out_channels, stem_conv.bias) == (3, 24, None)
         assert isinstance(stem_bn, nn.BatchNorm2d) and len(model.stem) == 2  # no ReLU
@@ -102,7 +103,7 @@ class TestCellNetwork:
 
     @pytest.mark.parametrize("shape, pool", [((3, 32, 32), nn.AvgPool2d), ((1, 28, 28), nn.AdaptiveAvgPool2d)])
     def test_auxiliary_head_in_training_only(self, shape, pool):
-        model = build(sample("cells", 0), Skeleton(input_shape=shape, classes=7, init_channels=8, layers=6,
+        model = build(sample("cells", 0), Skeleton(input_shape=shape, classes=7, init_channels=8, depth=6,
                                                    auxiliary=True))
         assert isinstance(model.auxiliary_head, AuxiliaryHead)
         assert isinstance(model.auxiliary_head[1], pool)  # DARTS' AvgPool(5, 3) on CIFAR's 8x8 map
@@ -113,8 +114,8 @@ class TestCellNetwork:
 
     def test_drop_path_changes_training_outputs_only(self):
         genome = load_genome("genomes/darts_v2.yaml")
-        with_drop = build(genome, Skeleton(init_channels=8, layers=3, drop_path=0.3))
-        plain = build(genome, Skeleton(init_channels=8, layers=3))
+        with_drop = build(genome, Skeleton(init_channels=8, depth=3, drop_path=0.3))
+        plain = build(genome, Skeleton(init_channels=8, depth=3))
         plain.load_state_dict(with_drop.state_dict())
         x = torch.randn(4, 3, 16, 16)
         assert torch.equal(with_drop.eval()(x), plain.eval()(x))
@@ -126,21 +127,21 @@ class TestCellNetwork:
 
     def test_drop_path_skips_identities_and_is_annealed_in_place(self):
         genome = load_genome("genomes/darts_v2.yaml")
-        model = build(genome, Skeleton(init_channels=8, layers=3, drop_path=0.2))
+        model = build(genome, Skeleton(init_channels=8, depth=3, drop_path=0.2))
         normal = model.cells[0]
         assert [d for d, op in zip(normal.dropped, normal.ops) if isinstance(op, nn.Identity)] == [False, False]
         model.drop_path_prob = 0.1
         assert all(abs(m.p.item() - 0.1) < 1e-7 for m in model.modules() if isinstance(m, DropPath))
         with pytest.raises(ValueError):
-            build(genome, Skeleton(init_channels=8, layers=3)).drop_path_prob = 0.1
+            build(genome, Skeleton(init_channels=8, depth=3)).drop_path_prob = 0.1
 
     def test_dropout_from_skeleton_or_genome_hparams(self):
         genome = load_genome("genomes/darts_v2.yaml")
-        assert isinstance(build(genome, Skeleton(init_channels=8, layers=3)).classifier[0], nn.Identity)
-        assert build(genome, Skeleton(init_channels=8, layers=3, dropout=0.3)).classifier[0].p == 0.3
+        assert isinstance(build(genome, Skeleton(init_channels=8, depth=3)).classifier[0], nn.Identity)
+        assert build(genome, Skeleton(init_channels=8, depth=3, dropout=0.3)).classifier[0].p == 0.3
         tuned = CellGenome(normal=genome.normal, reduce=genome.reduce,
                            hparams=HParams(lr=0.1, weight_decay=3e-4, dropout=0.1, optimizer="sgd"))
-        assert build(tuned, Skeleton(init_channels=8, layers=3, dropout=0.3)).classifier[0].p == 0.1
+        assert build(tuned, Skeleton(init_channels=8, depth=3, dropout=0.3)).classifier[0].p == 0.1
 
 
 class TestDeadParts:
@@ -164,7 +165,7 @@ class TestDeadParts:
 
     @pytest.mark.parametrize("name", sorted(PAIRS))
     def test_equal_keys_build_equal_counts(self, name):
-        sk = Skeleton(input_shape=(3, 16, 16), init_channels=8, layers=4)
+        sk = Skeleton(input_shape=(3, 16, 16), init_channels=8, depth=4)
         a, b = (cells(c) for c in self.PAIRS[name])
         assert CellSpace().key(a) == CellSpace().key(b)
         ma, mb = build(a, sk), build(b, sk)
@@ -173,16 +174,16 @@ class TestDeadParts:
 
     def test_unread_input_is_not_projected(self):
         genome = cells(Cell(blocks=(block("sep_conv_3x3", 1, "skip_connect", 1),)))
-        model = build(genome, Skeleton(init_channels=8, layers=3, reductions=0))
+        model = build(genome, Skeleton(init_channels=8, depth=3, reductions=0))
         assert all(c.preprocess0 is None and c.preprocess1 is not None for c in model.cells)
 
     def test_cells_nobody_reads_are_not_built(self):
         # Each cell reads only cell k-2: with 5 cells, 4 <- 2 <- 0 <- stem; cells 1 and 3 are dead.
         genome = cells(Cell(blocks=(block("sep_conv_3x3", 0, "skip_connect", 0),)))
-        model = build(genome, Skeleton(init_channels=8, layers=5, reductions=0))
+        model = build(genome, Skeleton(init_channels=8, depth=5, reductions=0))
         assert [type(c) for c in model.cells] == [CellModule, DeadCell, CellModule, DeadCell, CellModule]
         assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)
-        with_aux = build(genome, Skeleton(init_channels=8, layers=5, reductions=0, auxiliary=True))
+        with_aux = build(genome, Skeleton(init_channels=8, depth=5, reductions=0, auxiliary=True))
         assert isinstance(with_aux.cells[3], CellModule)  # 2*5//3 = 3 feeds the auxiliary head
         assert isinstance(with_aux.cells[1], CellModule)
 
@@ -226,7 +227,7 @@ class TestLayerNetwork:
 
 class TestNB201Network:
     def test_tiny_network_structure(self):
-        model = build(NB201Genome(edges=("nor_conv_3x3",) * 6), Skeleton(init_channels=16, layers=2))
+        model = build(NB201Genome(edges=("nor_conv_3x3",) * 6), Skeleton(init_channels=16, depth=2))
         kinds = [type(m).__name__ for m in model.cells]
         assert kinds == ["NB201Cell"] * 2 + ["ResNetBasicBlock"] + ["NB201Cell"] * 2 + ["ResNetBasicBlock"] + \
             ["NB201Cell"] * 2
@@ -236,12 +237,12 @@ class TestNB201Network:
     def test_cell_sums_edges_and_all_none_nodes_are_zero(self):
         # Node 1 has only a `none` edge: zeros; node 3 = skip(node 0) + skip(node 2) = x + x.
         genome = NB201Genome(edges=("none", "skip_connect", "skip_connect", "none", "none", "skip_connect"))
-        cell = build(genome, Skeleton(layers=1)).cells[0]
+        cell = build(genome, Skeleton(depth=1)).cells[0]
         x = torch.randn(2, 16, 8, 8)
         assert torch.equal(cell(x), x)  # node 2 = x + zeros(node 1); node 3 = node 2
-        all_none = build(NB201Genome(edges=("none",) * 6), Skeleton(layers=1)).cells[0]
+        all_none = build(NB201Genome(edges=("none",) * 6), Skeleton(depth=1)).cells[0]
         assert torch.equal(all_none(x), torch.zeros_like(x))
 
     def test_odd_maps(self):
-        model = build(load_genome("genomes/nb201_resnet.yaml"), Skeleton(input_shape=(1, 28, 28), layers=1))
+        model = build(load_genome("genomes/nb201_resnet.yaml"), Skeleton(input_shape=(1, 28, 28), depth=1))
         assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)  # 28 -> 14 -> 7 -> 4

@@ -11,8 +11,8 @@ from evo_nas.build import Skeleton, build
 from evo_nas.cli import main
 from evo_nas.errors import ConfigError, RunDirError
 from evo_nas.exporting import PARITY_ATOL, export_onnx, export_run, onnx_parity
-from evo_nas.genome import NB201Genome, to_dict
 from evo_nas.genome_io import load_genome
+from evo_nas.spaces.nb201 import NB201Genome
 from evo_nas.store import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ ARCHES = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|none~
 
 
 def record(ident, arch, status="ok", accuracy=None, macs=None, params=None, **more):
-    genome = to_dict(NB201Genome.from_arch_string(ARCHES[arch]))
+    genome = NB201Genome.from_arch_string(ARCHES[arch]).to_dict()
     return {"id": ident, "rung": 0, "generation": ident // 3, "operator": "init", "status": status,
             "accuracy": accuracy, "macs": macs, "params": params, "genome": genome, **more}
 
@@ -93,8 +93,8 @@ def test_a_run_without_successes_has_no_front(tmp_path):
 
 
 @pytest.mark.parametrize("genome_file, sizes", [
-    ("darts_v2.yaml", {"init_channels": 8, "layers": 5, "auxiliary": True, "drop_path": 0.2}),
-    ("nb201_resnet.yaml", {"init_channels": 8, "layers": 1}),
+    ("darts_v2.yaml", {"init_channels": 8, "depth": 5, "auxiliary": True, "drop_path": 0.2}),
+    ("nb201_resnet.yaml", {"init_channels": 8, "depth": 1}),
 ], ids=["cells", "nb201"])
 def test_onnx_runs_in_onnxruntime_with_torchs_outputs(tmp_path, genome_file, sizes):
     skeleton = Skeleton(input_shape=(1, 28, 28), classes=10, **sizes)

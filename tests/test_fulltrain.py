@@ -10,15 +10,15 @@ import torch
 from safetensors.torch import load_file
 
 from evo_nas import fulltrain
+from evo_nas.checkpoint import load_model
 from evo_nas.cli import main
-from evo_nas.errors import ConfigError, RunDirError
-from evo_nas.evaluate import train as train_module
+from evo_nas.errors import ConfigError, RunDirError, UserError
 from evo_nas.evaluate.count import count_params
-from evo_nas.fulltrain import TIMING_KEYS, config_from_options, load_model, run, summary
-from evo_nas.genome import NB201Genome, to_dict
+from evo_nas.fulltrain import TIMING_KEYS, config_from_options, run, summary
 from evo_nas.genome_io import load_genome
+from evo_nas.spaces.nb201 import NB201Genome
 from evo_nas.store import RunDir
-from tests.fakes import FakeGraphedStep
+from tests.fakes import FakeGraphedStep, graph_path_on_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA = torch.cuda.is_available()
@@ -26,7 +26,7 @@ NB201 = ROOT / "genomes" / "nb201_resnet.yaml"
 DARTS = ROOT / "genomes" / "darts_v2.yaml"
 # Networks that train 2 epochs of 256 images in about a second on the CPU. The cell one keeps
 # the auxiliary head and drop path of the final skeleton, so their RNG use is resumed too.
-TINY = {NB201: {"init_channels": 4, "layers": 1}, DARTS: {"init_channels": 4, "layers": 3}}
+TINY = {NB201: {"init_channels": 4, "depth": 1}, DARTS: {"init_channels": 4, "depth": 3}}
 
 
 class Interrupted(Exception):
@@ -77,8 +77,9 @@ def test_an_interrupted_training_resumes_to_identical_weights_and_metrics(tmp_pa
 
 
 def test_a_diverging_training_is_one_line_error(tmp_path):
-    cfg = tiny(NB201, tmp_path / "out", lr=1e38, grad_clip=None)
-    with pytest.raises(fulltrain.TrainingDiverged, match="nan/inf loss in epoch 1 \\(no epoch finished\\)"):
+    cfg = tiny(NB201, tmp_path / "out")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e38, grad_clip=0))
+    with pytest.raises(UserError, match=r"nan/inf loss at step \d+ in epoch 1 \(no epoch finished\)"):
         run(cfg, log=None)
     assert not (tmp_path / "out" / "checkpoint.safetensors").exists()
 
@@ -107,13 +108,14 @@ def test_the_files_a_training_writes(tmp_path):
 
 
 def test_final_skeletons_per_space(tmp_path):
-    cells = config_from_options(str(DARTS), {})
-    assert (cells.init_channels, cells.layers, cells.auxiliary, cells.drop_path) == (36, 20, True, 0.2)
-    assert cells.out == str(Path("runs") / "train-darts-v2") and cells.epochs == 50
-    nb201 = config_from_options(str(NB201), {"epochs": 3})
-    assert (nb201.init_channels, nb201.layers, nb201.auxiliary, nb201.drop_path) == (16, 5, False, 0.0)
+    cells = config_from_options(str(DARTS), {}).skeleton_for((3, 32, 32), 10)
+    assert (cells.init_channels, cells.depth, cells.auxiliary, cells.drop_path) == (36, 20, True, 0.2)
+    cfg = config_from_options(str(DARTS), {})
+    assert cfg.out == str(Path("runs") / "train-darts-v2") and cfg.epochs == 50
+    nb201 = config_from_options(str(NB201), {"epochs": 3}).skeleton_for((3, 32, 32), 10)
+    assert (nb201.init_channels, nb201.depth, nb201.auxiliary, nb201.drop_path) == (16, 5, False, 0.0)
     layers = config_from_options(str(ROOT / "genomes" / "zoph_le_baseline.yaml"), {"auxiliary": False})
-    assert layers.init_channels is None and layers.layers is None
+    assert layers.skeleton_for((1, 28, 28), 10).init_channels is None
     for target, option in ((NB201, {"auxiliary": True}), (NB201, {"drop_path": 0.1}),
                            (ROOT / "genomes" / "zoph_le_baseline.yaml", {"init_channels": 8})):
         with pytest.raises(ConfigError, match="does not apply"):
@@ -125,7 +127,7 @@ def test_another_config_in_the_same_folder_is_refused(tmp_path, capsys):
     with pytest.raises(Interrupted):
         run(cfg, log=stop_after_epoch(1))
     with pytest.raises(ConfigError, match="epochs=2, not 3"):
-        run(dataclasses.replace(cfg, epochs=3), log=None)
+        run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=3)), log=None)
     with pytest.raises(ConfigError, match="another genome"):
         run(dataclasses.replace(cfg, genome=NB201Genome.from_arch_string(
             "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|none~2|")), log=None)
@@ -136,22 +138,12 @@ def test_another_config_in_the_same_folder_is_refused(tmp_path, capsys):
     assert run(dataclasses.replace(cfg, origin="elsewhere.yaml"), log=None).resumed_from == 1
 
 
-def graph_on_cpu(monkeypatch) -> None:
-    """From now on fulltrain takes its CUDA-graph path on the CPU: FakeGraphedStep, plain optimizers."""
-    plain = train_module.make_optimizer
-    monkeypatch.setattr(train_module, "make_optimizer", lambda *a, capturable=False, **k: plain(*a, **k))
-    monkeypatch.setattr(train_module, "choose_path", lambda *a, **k: ("graph", ""))
-    monkeypatch.setattr(train_module, "GraphedStep", FakeGraphedStep)
-    monkeypatch.setattr(FakeGraphedStep, "fail_capture", False)
-    monkeypatch.setattr(FakeGraphedStep, "captures", 0)
-
-
 def test_the_graph_path_walks_the_eager_steps_and_falls_back_to_an_eager_run(tmp_path, monkeypatch):
     """Warm-up, capture and replays run the steps of the eager loop (epoch 1); a failed capture
     restarts from the state the session began with (epoch 2, resumed from a checkpoint), so the
     result is an eager run's, bit for bit."""
     run(tiny(DARTS, tmp_path / "eager"), log=None)
-    graph_on_cpu(monkeypatch)
+    graph_path_on_cpu(monkeypatch)
     cfg = tiny(DARTS, tmp_path / "graph")
     with pytest.raises(Interrupted):
         run(cfg, log=stop_after_epoch(1))
@@ -185,13 +177,13 @@ def test_a_cuda_training_captures_its_step_and_resumes(tmp_path, target):
 
 def fake_run(path: Path) -> Path:
     """A run directory with one successful and one failed evaluation (no training needed)."""
-    run = RunDir.create(path, {"dataset": "fashion-mnist", "data_dir": None, "space": "nb201"},
+    run = RunDir.create(path, {"data": {"dataset": "fashion-mnist", "data_dir": None}, "space": {"space": "nb201"}},
                         {"seed": 0, "objectives": ["accuracy", "macs", "params"]})
-    genome = to_dict(load_genome(NB201).anonymous())
+    genome = load_genome(NB201).anonymous().to_dict()
     run.append({"id": 0, "rung": 0, "generation": 0, "status": "ok", "accuracy": 0.5, "macs": 10, "params": 5,
-                "genome": genome})
+                "genome": genome, "key": "k"})
     run.append({"id": 1, "rung": 0, "generation": 0, "status": "failed", "error": "out of memory",
-                "genome": genome})
+                "genome": genome, "key": "k"})
     return path
 
 
@@ -200,7 +192,7 @@ def test_a_run_evaluation_as_target(tmp_path):
     cfg = config_from_options(f"{run_dir}#0", {"init_channels": 4})
     assert cfg.genome == load_genome(NB201) and cfg.genome.source == f"{run_dir}#0"
     assert cfg.genome.name == "myrun-id0" and cfg.out == str(Path("runs") / "train-myrun-id0")
-    assert cfg.dataset == "fashion-mnist" and cfg.init_channels == 4
+    assert cfg.dataset == "fashion-mnist" and cfg.skeleton_for((1, 28, 28), 10).init_channels == 4
 
 
 @pytest.mark.parametrize("target, words", [

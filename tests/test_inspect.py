@@ -19,13 +19,13 @@ def test_darts_v2_in_the_cifar_skeleton_has_the_published_counts(genomes_dir):
 
 def test_text_summary_and_options(genomes_dir):
     result = CliRunner().invoke(cli, ["inspect", str(genomes_dir / "nb201_resnet.yaml"), "--input-shape", "1x28x28",
-                                      "--classes", "10", "--init-channels", "8", "--layers", "1"])
+                                      "--classes", "10", "--init-channels", "8", "--depth", "1"])
     assert result.exit_code == 0, result.output
     assert "ResNet (NB201 cell)" in result.output and "params" in result.output
     assert "1x28x28 -> output 10" in result.output
     layers = CliRunner().invoke(cli, ["inspect", str(genomes_dir / "zoph_le_baseline.yaml"), "--json",
                                       "--input-shape", "1x28x28"])
-    assert json.loads(layers.output)["strided_layers"] == [2, 4]
+    assert json.loads(layers.output)["structure"] == {"stride 2": "layers [2, 4]"}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from evo_nas.genome import CELL_OPS, NB201_OPS
 from evo_nas.ops import NB201_OPS_TABLE, OPS, DropPath, FactorizedReduce, ReLUConvBN, Zero
+from evo_nas.spaces.cells import OPS as CELL_OPS
+from evo_nas.spaces.nb201 import OPS as NB201_OPS
 
 C = 8
 

@@ -10,6 +10,7 @@ import pytest
 from pymoo.indicators.hv import HV
 
 from evo_nas import pareto
+from evo_nas.records import Result, Status
 
 
 def random_points(rng, n, d):
@@ -50,6 +51,7 @@ def test_fronts_and_selection_are_nsga2s():
 
 
 def test_vector_turns_accuracy_into_error_and_failures_into_worst():
-    ok = {"status": "ok", "accuracy": 0.9, "macs": 100, "params": 10}
+    ok = Result(Status.OK, accuracy=0.9, macs=100, params=10)
     assert pareto.vector(ok, ["accuracy", "macs"]) == pytest.approx((0.1, 100.0))
-    assert pareto.vector({"status": "failed"}, ["accuracy", "params"]) == (math.inf, math.inf)
+    assert pareto.vector(Result(Status.FAILED), ["accuracy", "params"]) == (math.inf, math.inf)
+    assert pareto.vector(None, ["accuracy"]) == (math.inf,)

@@ -22,11 +22,16 @@ import pytest
 from click.testing import CliRunner
 from pymoo.indicators.hv import HV
 
-from evo_nas import pareto, report, report_html
+from evo_nas import pareto, report
 from evo_nas.cli import cli, main
-from evo_nas.genome import NB201_OPS, HParams, NB201Genome, to_dict
-from evo_nas.genome_io import load_genome, loads, parse_genome
-from evo_nas.spaces.nb201 import NB201Space
+from evo_nas.genome import HParams
+from evo_nas.genome_io import load_genome, loads
+from evo_nas.records import Record, Result, Status
+from evo_nas.report import data as rdata
+from evo_nas.report import html as report_html
+from evo_nas.spaces import parse_genome
+from evo_nas.spaces.nb201 import OPS as NB201_OPS
+from evo_nas.spaces.nb201 import NB201Genome, NB201Space
 from evo_nas.store import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +56,7 @@ def make_run(path, records, hparams=False, objectives=("accuracy", "macs", "para
 
 def rec(i, gen, acc, macs, params, parents=(), op="mut_edge", status="ok", g=None, **extra) -> dict:
     g = g or genome(i)
-    r = {"id": i, "rung": 0, "generation": gen, "key": NB201Space().key(g), "genome": to_dict(g),
+    r = {"id": i, "rung": 0, "generation": gen, "key": NB201Space().key(g), "genome": g.to_dict(),
          "parents": list(parents), "operator": op if parents or op.startswith("seed") else "init",
          "status": status, "macs": macs, "params": params, **extra}
     if status == "ok":
@@ -96,14 +101,12 @@ def history(tmp_path) -> RunDir:
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory) -> RunDir:
     """A real search, as small as it gets: NB201 at C=4, a seed genome, 3 + 3 evaluations."""
-    from evo_nas import config as configs
     from evo_nas import runner
 
-    cfg = configs.RunConfig(space="nb201", population=3, generations=1, train_limit=32, val_limit=32,
-                            init_channels=4, layers=1, bn_recalibration=0, batch_size=32, device="cpu",
-                            seed_genomes=(str(ROOT / "genomes" / "nb201_resnet.yaml"),), report=False,
-                            runs_dir=str(tmp_path_factory.mktemp("runs")), name="tiny")
-    return runner.start(cfg)
+    return runner.start({"space": "nb201", "population": 3, "generations": 1, "train_limit": 32, "val_limit": 32,
+                         "init_channels": 4, "depth": 1, "bn_recalibration": 0, "batch_size": 32, "device": "cpu",
+                         "seed_genomes": (str(ROOT / "genomes" / "nb201_resnet.yaml"),), "report": False,
+                         "runs_dir": str(tmp_path_factory.mktemp("runs")), "name": "tiny"})
 
 
 # -- the data -------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ def test_front_is_over_the_whole_history(history):
     assert {1, 2} <= set(data.front) and not {1, 2} & {4, 8, 9, 10}  # not only the last population
     assert data.individuals[9].accuracy == 0.80  # the highest rung is the final record
     assert 6 in data.individuals and 6 not in {e.id for e in data.evaluations}  # cache hit: not an evaluation
-    ok = {e.id: pareto.vector(e.result(), data.objectives) for e in data.evaluations if e.ok}
+    ok = {e.id: pareto.vector(e.result, data.objectives) for e in data.evaluations if e.ok}
     assert set(data.front) == brute_front(ok)
 
 
@@ -128,7 +131,7 @@ def test_front_for_any_subset_of_objectives(tmp_path):
     for objectives in [("accuracy",), ("accuracy", "macs"), ("macs", "params"), ("accuracy", "params")]:
         run = make_run(tmp_path / "-".join(objectives), history_records(), objectives=objectives)
         data = report.report_data(run)
-        ok = {e.id: pareto.vector(e.result(), objectives) for e in data.evaluations if e.ok}
+        ok = {e.id: pareto.vector(e.result, objectives) for e in data.evaluations if e.ok}
         assert set(data.front) == brute_front(ok), objectives
 
 
@@ -151,7 +154,7 @@ def test_hypervolume_per_generation_matches_pymoo(history):
     previous = -1.0
     for stats in data.generations:
         made = [e for e in data.evaluations if e.ok and e.generation <= stats.generation]
-        points = [pareto.normalise(pareto.vector(e.result(), data.objectives), ref) for e in made]
+        points = [pareto.normalise(pareto.vector(e.result, data.objectives), ref) for e in made]
         assert stats.hypervolume == pytest.approx(pymoo_hv(points, 3), rel=1e-9)
         assert stats.hypervolume >= previous
         previous = stats.hypervolume
@@ -166,7 +169,7 @@ def test_hypervolume_on_random_runs_matches_pymoo(tmp_path, objectives):
     records = [rec(i, i // 10, rng.random(), rng.randint(10, 1200), rng.randint(1, 120)) for i in range(60)]
     data = report.report_data(make_run(tmp_path / "r", records, objectives=objectives))
     for stats in data.generations:
-        points = [pareto.normalise(pareto.vector(e.result(), objectives), data.reference)
+        points = [pareto.normalise(pareto.vector(e.result, objectives), data.reference)
                   for e in data.evaluations if e.generation <= stats.generation]
         assert stats.hypervolume == pytest.approx(pymoo_hv(points, len(objectives)), rel=1e-9)
 
@@ -190,22 +193,22 @@ def test_lineage_goes_back_to_the_first_population(history):
 def test_border_rule():
     lr = (1e-3, 0.5)
     # "within 5%" is measured in log space: 0.37 is 95% of the way from 1e-3 to 0.5 in log terms.
-    assert report.border_edges([0.5, 0.40, 0.2], lr, log=True) == ["upper"]
-    assert report.border_edges([0.5, 0.3, 0.2], lr, log=True) == []  # one of three is not most
-    assert report.border_edges([1e-3, 1.2e-3, 0.5, 0.45], lr, log=True) == ["lower", "upper"]
-    assert report.border_edges([0.48], lr, log=False) == ["upper"]
-    assert report.border_edges([0.02], lr, log=True) == []  # 0.02 is near 0 linearly, mid-range in log
-    assert report.border_edges([0.02], lr, log=False) == ["lower"]
-    assert report.border_edges([0.0, 0.01, 0.3], (0.0, 0.5), log=False, hard=(0.0, 1.0)) == []  # dropout 0
-    assert report.border_edges([], lr, log=True) == []
+    assert rdata.border_edges([0.5, 0.40, 0.2], lr, log=True) == ["upper"]
+    assert rdata.border_edges([0.5, 0.3, 0.2], lr, log=True) == []  # one of three is not most
+    assert rdata.border_edges([1e-3, 1.2e-3, 0.5, 0.45], lr, log=True) == ["lower", "upper"]
+    assert rdata.border_edges([0.48], lr, log=False) == ["upper"]
+    assert rdata.border_edges([0.02], lr, log=True) == []  # 0.02 is near 0 linearly, mid-range in log
+    assert rdata.border_edges([0.02], lr, log=False) == ["lower"]
+    assert rdata.border_edges([0.0, 0.01, 0.3], (0.0, 0.5), log=False, hard=(0.0, 1.0)) == []  # dropout 0
+    assert rdata.border_edges([], lr, log=True) == []
 
 
 def test_best_candidates_are_the_top_tenth_at_least_three(history):
     data = report.report_data(history)
     assert data.best == (1, 9, 4)
-    evaluations = [report.Evaluation(i, 0, "init", (), "ok", i / 100, 1, 1, 0, None, "", genome(i))
+    evaluations = [Record(i, 0, genome(i), "", Result(Status.OK, accuracy=i / 100, macs=1, params=1))
                    for i in range(100)]
-    assert [e.id for e in report.best_candidates(evaluations)] == list(range(99, 89, -1))
+    assert [e.id for e in rdata.best_candidates(evaluations)] == list(range(99, 89, -1))
 
 
 def test_hparam_warning_names_the_gene_and_edge(history):
@@ -369,7 +372,7 @@ def bad_objectives(path: Path) -> None:
     (bad_format, "run format 0 is not supported"),
     (bad_journal, "line 4 is damaged"),
     (bad_reference, "no usable reference_point"),
-    (bad_record, "evaluation 12: damaged record"),
+    (bad_record, "line 14: damaged record (generation must be an integer"),
     (bad_objectives, "objectives ['accuracy', 'latency'] are not names from"),
 ])
 @pytest.mark.parametrize("command", [["report"], ["front"], ["front", "--json"]])
@@ -465,7 +468,7 @@ def test_report_renders_in_chromium(which, request, tmp_path):
     for plot in ("plot-macs", "plot-params"):
         drawn = probe["plots"][plot]
         assert drawn["evaluations"] + drawn.get("failed / infeasible (at 0)", 0) == len(drawable), drawn
-        assert drawn[report.FRONT_TRACE] == len(data.front)
+        assert drawn[rdata.FRONT_TRACE] == len(data.front)
         assert drawn.get("genomes from files", 0) == len(data.from_files)
     assert set(probe["plots"]) >= {"plot-macs", "plot-params", "plot-progress", "plot-lineage"}
     first = next(e for e in data.evaluations if e.ok)

@@ -17,13 +17,14 @@ from click.testing import CliRunner
 from evo_nas import config as configs
 from evo_nas import runner
 from evo_nas.cli import cli, main
+from evo_nas.records import TIMING_FIELDS
 from evo_nas.store import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 # NB201 cells at C=4, one cell per stage, 96 training images: ~0.3 s an evaluation on 2 cores.
-TINY = ["--space", "nb201", "--init-channels", "4", "--layers", "1", "--train-limit", "96", "--val-limit", "64",
-        "--bn-recalibration", "64", "--batch-size", "32", "--population", "4", "--report", "false"]
-TIMINGS = set(runner.TIMING_FIELDS)
+TINY = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-limit", "96", "--val-limit", "64",
+        "--bn-recalibration", "64", "--batch-size", "32", "--population", "4", "--no-report"]
+TIMINGS = set(TIMING_FIELDS)
 
 
 def journal(path) -> list[dict]:
@@ -52,11 +53,12 @@ def test_a_run_writes_what_it_promises(reference):
     assert {r["generation"] for r in records} == {0, 1, 2, 3}
     assert all(r["parents"] for r in records if r["generation"] > 0)
     config = yaml.safe_load(run.config_file.read_text())
-    assert config["device"] == "cpu" and config["population"] == 4 and config["generations"] == 3
+    assert config["backend"]["device"] == "cpu" and config["search"]["population"] == 4
+    assert config["stop"]["generations"] == 3 and config["skeleton"]["input_shape"] == [1, 28, 28]
     assert sorted(p.name for p in run.snapshot_dir.iterdir()) == [f"gen-0000{g}.json" for g in (1, 2, 3)]
     snapshot = run.latest_snapshot()
     assert snapshot["generation"] == 3 and snapshot["next_id"] == 16 and len(snapshot["population"]) == 4
-    assert {"rng", "numpy_rng", "torch_rng"} <= set(snapshot)
+    assert {"rng", "python_rng"} <= set(snapshot)
     assert len(run.history_file.read_text().splitlines()) == 17
     assert run.meta()["reference_point"]["macs"] > 0
 
@@ -129,10 +131,9 @@ def test_failures_are_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
         return real(model, shape)
 
     monkeypatch.setattr(evaluator, "count_macs", flaky)
-    cfg = configs.from_mapping({"space": "nb201", "init_channels": 4, "layers": 1, "train_limit": 96, "val_limit": 64,
-                                "bn_recalibration": 64, "batch_size": 32, "population": 4, "generations": 1,
-                                "runs_dir": str(tmp_path), "name": "fail", "report": False})
-    runner.start(cfg)
+    runner.start({"space": "nb201", "init_channels": 4, "depth": 1, "train_limit": 96, "val_limit": 64,
+                  "bn_recalibration": 64, "batch_size": 32, "population": 4, "generations": 1,
+                  "runs_dir": str(tmp_path), "name": "fail", "report": False})
     records = RunDir(tmp_path / "fail").journal()
     failed = [r for r in records if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["error"].startswith("RuntimeError: injected failure in candidate (at ")
@@ -148,15 +149,18 @@ def test_nan_loss_is_a_failed_evaluation(tmp_path):
 
 def test_config_file_then_flags(tmp_path):
     config = tmp_path / "search.yaml"
-    config.write_text("population: 6\nepochs: 0.5\ngenerations: 0\nspace: nb201\ninit_channels: 4\nlayers: 1\n"
+    config.write_text("population: 6\nepochs: 0.5\ngenerations: 0\nspace: nb201\ninit_channels: 4\ndepth: 1\n"
                       "train_limit: 96\nval_limit: 64\nbn_recalibration: 64\nreport: false\n")
     args = ["run", "--config", str(config), "--population", "4", "--runs-dir", str(tmp_path), "--name", "p"]
     assert main(args) == 0
-    resolved = yaml.safe_load((tmp_path / "p" / "config.yaml").read_text())
+    resolved = configs.flat_config(yaml.safe_load((tmp_path / "p" / "config.yaml").read_text()))
     assert resolved["population"] == 4  # flag over file
     assert resolved["epochs"] == 0.5  # file over default
     assert resolved["batch_size"] == configs.PRESETS["cpu"]["batch_size"]  # default (CPU preset)
     assert resolved["optimizer"] == "sgd"
+    # config.yaml's own sections are a config file too
+    assert main(["run", "--config", str(tmp_path / "p" / "config.yaml"), "--name", "q"]) == 0
+    assert (tmp_path / "q" / "journal.jsonl").read_text().count("\n") == 4
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,11 +1,23 @@
-"""Run directories: refuse to overwrite, durable journal, tolerant of a torn last line."""
+"""Run directories: refuse to overwrite, durable journal, tolerant of a torn last line; typed
+records and the History that replays them."""
 
 import json
 
 import pytest
 
 from evo_nas.errors import RunDirError
+from evo_nas.records import History, Record, Result, Status
+from evo_nas.spaces.nb201 import NB201Genome, NB201Space
 from evo_nas.store import RunDir, history_frame
+
+GENOME = NB201Genome.from_arch_string("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_3x3~2|")
+OTHER = NB201Genome.from_arch_string("|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_3x3~2|")
+
+
+def record(ident, genome=GENOME, rung=0, accuracy=0.5, status=Status.OK, **more):
+    result = Result(status, accuracy=accuracy, macs=100 + ident, params=10) if status is Status.OK else \
+        Result(status, error="out of memory")
+    return Record(ident, 0, genome, NB201Space().key(genome), result, rung, **more)
 
 
 def make(tmp_path, name="r"):
@@ -14,7 +26,7 @@ def make(tmp_path, name="r"):
 
 def test_create_refuses_an_existing_run(tmp_path):
     run = make(tmp_path)
-    run.append({"id": 0, "key": "k"})
+    run.append(record(0))
     before = run.journal_file.read_bytes()
     with pytest.raises(RunDirError, match="already exists; continue it with `evonas resume"):
         make(tmp_path)
@@ -71,7 +83,51 @@ def test_snapshots_fall_back_to_the_previous_one(tmp_path):
 
 
 def test_history_is_sorted_by_id_and_rung():
-    frame = history_frame([{"id": 2, "rung": 0, "key": "c", "parents": [0, 1]}, {"id": 0, "key": "a"},
-                           {"id": 2, "rung": 1, "key": "c"}])
-    assert list(zip(frame["id"], frame["rung"].fillna(0))) == [(0, 0), (2, 0), (2, 1)]
+    frame = history_frame(History([record(2, parents=(0, 1)), record(0, OTHER), record(2, rung=1)]))
+    assert list(zip(frame["id"], frame["rung"])) == [(0, 0), (2, 0), (2, 1)]
     assert frame["parents"].tolist() == ["", "0 1", ""]
+
+
+def test_a_record_round_trips_through_its_journal_line():
+    original = record(3, parents=(1, 2), operator="mut_edge", finished="2026-12-02T10:00:00")
+    line = json.loads(json.dumps(original.to_json()))
+    assert Record.from_json(line, "here") == original
+    assert "cache_of" not in line and "error" not in line and line["status"] == "ok"
+    hit = record(4, cache_of=3)
+    assert Record.from_json(hit.to_json(), "here").cache_of == 3 and not hit.trained
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"id": "3"}, "id must be an integer"),
+    ({"status": "done"}, "'done' is not a valid Status"),
+    ({"accuracy": None}, "without accuracy, macs and params"),
+    ({"genome": {"space": "nb201", "arch": "|x~0|"}}, "arch"),
+    ({"parents": "1 2"}, "parents must be a list"),
+])
+def test_a_damaged_record_names_itself(change, words):
+    line = {**record(3).to_json(), **change}
+    with pytest.raises(RunDirError, match=f"^journal: line 4: damaged record .*{words}"):
+        Record.from_json(line, "journal: line 4")
+
+
+def test_history_answers_final_by_key_trained_and_front():
+    history = History([record(0, accuracy=0.5), record(1, OTHER, accuracy=0.6), record(0, rung=1, accuracy=0.7),
+                       record(2, cache_of=0), record(3, OTHER, status=Status.FAILED)])
+    assert history.final(0).rung == 1 and history.final(0).accuracy == 0.7
+    assert history.by_key(NB201Space().key(GENOME)).id == 0 and history.by_key(NB201Space().key(OTHER)).id == 1
+    assert [r.id for r in history.evaluations()] == [0, 1, 3]
+    assert history.trained() == 3 and history.cache_hits() == 1  # rung 1 and the cache hit are free
+    assert [r.id for r in history.front(("accuracy",))] == [0]
+    assert [r.id for r in history.front(("accuracy", "macs"))] == [0]
+
+
+def test_the_run_directory_reads_the_journal_as_typed_records(tmp_path):
+    run = make(tmp_path)
+    run.append(record(0))
+    run.append(record(1, OTHER, status=Status.FAILED))
+    history = run.history()
+    assert [r.status for r in history.records] == [Status.OK, Status.FAILED]
+    with open(run.journal_file, "a") as f:
+        f.write(json.dumps({**record(2).to_json(), "macs": "many"}) + "\n")
+    with pytest.raises(RunDirError, match="line 3: damaged record"):
+        run.history()

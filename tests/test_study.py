@@ -8,10 +8,12 @@ import pytest
 from click.testing import CliRunner
 
 from evo_nas import algorithms, nb201_table, study
-from evo_nas.algorithms import State, breed
+from evo_nas.algorithms import breed
 from evo_nas.errors import ConfigError
-from evo_nas.genome import NB201_OPS, NB201Genome
-from evo_nas.study import StudyConfig, TableSearch, run_one, run_study, summary_lines
+from evo_nas.search import State
+from evo_nas.spaces.nb201 import OPS as NB201_OPS
+from evo_nas.spaces.nb201 import NB201Genome
+from evo_nas.study import StudyConfig, run_one, run_study, summary_lines, table_search
 
 ALGORITHMS = ("aging", "nsga2", "random")
 
@@ -115,11 +117,11 @@ def test_bad_configs_are_user_errors(change):
 
 def test_a_parent_with_every_neighbour_known_still_gets_a_new_child():
     """Aging's mutation walks on from a known child instead of returning a duplicate."""
-    search = TableSearch("cifar10", study.SETTINGS["aging"], seed=0, budget=100)
+    search, _ = table_search("cifar10", study.SETTINGS["aging"], seed=0, budget=100)
     parent = search.new(NB201Genome.from_arch_string(nb201_table.table().archs[13714]), (), "init", 0)
     for i, op in ((i, op) for i in range(6) for op in NB201_OPS if op != parent.genome.edges[i]):
         search.new(NB201Genome(edges=parent.genome.edges[:i] + (op,) + parent.genome.edges[i + 1:]), (), "init", 0)
-    known = set(search.seen)
+    known = set(search.archive.seen)
     child = breed(search, algorithms._mutant(search, parent), 1, [])
     assert child.key not in known
     assert sum(a != b for a, b in zip(child.genome.edges, parent.genome.edges)) >= 2
@@ -143,6 +145,6 @@ def test_cli_study(tmp_path):
 
 def test_state_is_what_the_algorithms_return():
     # The table search drives the real algorithms: their final state holds evaluated individuals.
-    search = TableSearch("imagenet16-120", study.SETTINGS["nsga2"], seed=1, budget=40)
+    search, _ = table_search("imagenet16-120", study.SETTINGS["nsga2"], seed=1, budget=40)
     state = study.ALGORITHMS["nsga2"](search)
     assert isinstance(state, State) and all(ind.ok for ind in state.population)

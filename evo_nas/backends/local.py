@@ -6,14 +6,10 @@ one process, each on its own CUDA stream with its own graph, pool and RNG state,
 them round-robin: separate processes would only time-slice the GPU (performance-notes.md).
 
 A worker that dies (killed, segfault, out of host memory) is replaced and its candidates are
-sent again, once; a candidate that kills two workers is recorded as failed. With a time
-limit, a candidate still running at twice the limit (plus a minute of grace) has its worker
-killed and is recorded as failed. The driver yields results as they arrive, so the journal
-gets each one as soon as it exists.
-
-Each worker talks to the driver over its own pipe, sending synchronously: a worker killed
-mid-message can only damage its own pipe, which is replaced with it. (A shared queue would
-not survive that: its write lock dies held, and every other worker blocks.)
+sent again (backends.after_death says how often). With a time limit, a candidate still running
+at twice the limit (plus a minute of grace) has its worker killed and is recorded as failed.
+Each worker talks to the driver over its own pipe (docs/backends.md says why). This module
+imports no torch; the worker's loop is evo_nas.evaluate.inflight.
 """
 
 from __future__ import annotations
@@ -22,8 +18,12 @@ import multiprocessing as mp
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+
+from evo_nas.backends import after_death
+from evo_nas.config import BackendConfig
+from evo_nas.records import Result, Status
 
 POLL = 0.5  # seconds between checks for dead or overdue workers while waiting for results
 GRACE = 60.0  # seconds on top of twice the time limit before a worker is killed
@@ -41,8 +41,8 @@ class _Worker:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, cfg):
-        self.cfg = cfg
+    def __init__(self, cfg: BackendConfig, time_limit: float = 0.0):
+        self.cfg, self.time_limit = cfg, time_limit
         self.devices, self.slots = plan_workers(cfg)
         self.context = mp.get_context("spawn")  # CUDA cannot be forked
         self.workers: list[_Worker] = []
@@ -86,7 +86,7 @@ class LocalBackend:
         yield from self._check_workers(todo)
 
     def _check_workers(self, todo: deque) -> Iterator[tuple[int, dict]]:
-        limit = self.cfg.time_limit
+        limit = self.time_limit
         for wid, worker in enumerate(self.workers):
             overdue = [i for i, (_, _, started) in worker.in_flight.items()
                        if limit and time.monotonic() - started > 2 * limit + GRACE]
@@ -98,20 +98,19 @@ class LocalBackend:
             worker.conn.close()
             for i, (task, tries, _) in worker.in_flight.items():
                 if i in overdue:
-                    yield i, {"status": "failed", "error": f"time limit {limit:g}s: worker killed after "
-                                                           f"{2 * limit + GRACE:g}s", "device": worker.device}
+                    yield i, Result(Status.FAILED, error=f"time limit {limit:g}s: worker killed after "
+                                                         f"{2 * limit + GRACE:g}s", device=worker.device)
                 elif overdue:
                     todo.appendleft((i, task, tries))  # an innocent bystander of the kill
-                elif tries >= 1:
-                    yield i, {"status": "failed", "error": f"worker died twice (exit code {code})",
-                              "device": worker.device}
+                elif (failed := after_death(tries, f"worker died (exit code {code})", worker.device)) is not None:
+                    yield i, failed
                 else:
                     todo.appendleft((i, task, tries + 1))
             self.workers[wid] = self._spawn(worker.device, wid)
 
     def _spawn(self, device: str, wid: int) -> _Worker:
         ours, theirs = self.context.Pipe()
-        fn = rebind(self.fn, device)
+        fn = self.fn.on(device) if hasattr(self.fn, "on") else self.fn
         process = self.context.Process(target=worker_main, args=(fn, device, self.slots, theirs),
                                        daemon=True, name=f"evonas-worker-{wid}")
         process.start()
@@ -134,79 +133,20 @@ class LocalBackend:
         self.fn = None
 
 
-def plan_workers(cfg) -> tuple[list[str], int]:
+def plan_workers(cfg: BackendConfig) -> tuple[list[str], int]:
     """Devices of the workers and candidates in flight per worker: one worker per GPU with
     `slots_per_gpu` streams; on CPU `workers` processes (default 1) with one slot each."""
     if cfg.device == "cuda":
-        import torch
+        from evo_nas.evaluate.devices import gpu_count
 
-        gpus = torch.cuda.device_count()
+        gpus = gpu_count()
         count = cfg.workers or gpus
         return [f"cuda:{k % gpus}" for k in range(count)], cfg.slots_per_gpu
     return ["cpu"] * (cfg.workers or 1), 1
 
 
-def rebind(fn, device: str):
-    """The evaluator for one worker's device (cuda:k)."""
-    settings = getattr(fn, "settings", None)
-    if settings is None or getattr(settings, "device", None) == device:
-        return fn
-    return type(fn)(replace(settings, device=device))
-
-
 def worker_main(fn, device: str, slots: int, conn: Connection) -> None:
     """A worker process: evaluate the tasks the driver sends until it sends None."""
-    streams = [None] * slots
-    if device.startswith("cuda"):
-        import torch
+    from evo_nas.evaluate.inflight import serve
 
-        torch.cuda.set_device(device)
-        if slots > 1:
-            streams = [torch.cuda.Stream() for _ in range(slots)]
-    if slots == 1 or not hasattr(fn, "begin"):
-        for i, task in iter(conn.recv, None):
-            conn.send((i, fn(task)))
-        return
-    interleave(fn, streams, lambda block: conn.recv() if block or conn.poll() else NOTHING,
-               lambda i, result: conn.send((i, result)))
-
-
-NOTHING = object()  # take(block=False) found no task waiting
-
-
-def interleave(fn, streams: list, take: Callable[[bool], object], send: Callable[[int, dict], None]) -> None:
-    """Keep one candidate per stream in flight, stepping them round-robin; a finished one's
-    stream takes the next task. Each step runs with its candidate's stream current.
-    `take(block)` gives (index, task), None to stop, or NOTHING when none is waiting."""
-    import torch
-
-    active: dict[int, tuple[int, object]] = {}  # slot -> (task index, evaluation generator)
-    stopping = False
-    while active or not stopping:
-        while not stopping and len(active) < len(streams):
-            item = take(not active)
-            if item is NOTHING:
-                break
-            if item is None:
-                stopping = True
-                break
-            slot = next(k for k in range(len(streams)) if k not in active)
-            i, task = item
-            with torch.cuda.stream(streams[slot]):
-                active[slot] = (i, fn.begin(task, streams[slot]))
-        for slot, (i, steps) in list(active.items()):
-            with torch.cuda.stream(streams[slot]):
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    del active[slot]
-                    send(i, done.value)
-
-
-def run_in_flight(fn, tasks: Sequence, streams: list) -> list[dict]:
-    """Evaluate `tasks` in this process, len(streams) at a time; results in task order."""
-    pending = deque(enumerate(tasks))
-    results: list = [None] * len(tasks)
-    interleave(fn, streams, lambda block: pending.popleft() if pending else None,
-               lambda i, result: results.__setitem__(i, result))
-    return results
+    serve(fn, device, slots, conn)

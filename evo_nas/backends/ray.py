@@ -7,7 +7,7 @@ Only the driver writes the run directory: actors return results and the runner j
 them, so resume works exactly as with the other backends.
 
 An actor that dies mid-evaluation (its process killed, its node lost) is replaced and the
-evaluation is sent again, once; one that kills two actors is recorded as failed.
+evaluation is sent again (backends.after_death says how often).
 `ray` is imported here only, when this backend is chosen.
 """
 
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 
+from evo_nas.backends import after_death
+from evo_nas.config import BackendConfig
 from evo_nas.errors import ConfigError
 
 POLL = 1.0  # seconds per wait for finished evaluations
@@ -34,7 +35,7 @@ def _ray():
 class RayBackend:
     name = "ray"
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: BackendConfig):
         self.cfg = cfg
         self.ray = _ray()
         self.started_ray = False
@@ -70,9 +71,8 @@ class RayBackend:
                     result = self.ray.get(ref)
                 except self.ray.exceptions.RayActorError as err:
                     actor = self._replace(actor)
-                    if tries >= 1:
-                        result = {"status": "failed", "error": f"ray worker died twice ({type(err).__name__})"}
-                    else:
+                    result = after_death(tries, f"ray worker died ({type(err).__name__})")
+                    if result is None:
                         todo.appendleft((i, task, tries + 1))
                         idle.append(actor)
                         continue
@@ -91,8 +91,8 @@ class RayBackend:
         options = ({"num_gpus": 1 / self.cfg.slots_per_gpu, "num_cpus": 1} if self.cfg.device == "cuda"
                    else {"num_cpus": self.cfg.cpu_threads})
         fn = self.fn
-        if self.cfg.device == "cuda" and getattr(fn, "settings", None) is not None:
-            fn = type(fn)(replace(fn.settings, device="cuda"))  # Ray sets CUDA_VISIBLE_DEVICES per actor
+        if self.cfg.device == "cuda" and hasattr(fn, "on"):
+            fn = fn.on("cuda")  # Ray sets CUDA_VISIBLE_DEVICES per actor
         return _actor_class(self.ray).options(**options).remote(fn)
 
     def _replace(self, actor):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from evo_nas.build import Skeleton, build
+from evo_nas.build import build
+from evo_nas.config import Skeleton
 from evo_nas.genome import Genome
 
 
@@ -70,3 +71,12 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
             m.training = training
     return macs
 
+
+
+def largest(genomes, skeleton: Skeleton) -> tuple[int, int]:
+    """The largest MACs and parameter counts among `genomes` in `skeleton` (at least 1 each)."""
+    macs, params = 1, 1
+    for genome in genomes:
+        counts = count(genome, skeleton)
+        macs, params = max(macs, counts.macs), max(params, counts.params)
+    return macs, params

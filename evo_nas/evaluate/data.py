@@ -469,5 +469,16 @@ def subset(indices: np.ndarray, limit: int | None, seed: int = 0) -> np.ndarray:
     return np.sort(np.asarray(indices)[chosen])
 
 
+def proxy_split(n: int, cfg, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices a search uses: the seeded split of the training set, then
+    the seeded subsets of cfg.train_limit / cfg.val_limit (a config.DataConfig)."""
+    train_idx, val_idx = split(n, cfg.val_fraction, seed)
+    if cfg.train_limit:
+        train_idx = subset(train_idx, cfg.train_limit, seed)
+    if cfg.val_limit:
+        val_idx = subset(val_idx, cfg.val_limit, seed + 1)
+    return train_idx, val_idx
+
+
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__

@@ -118,6 +118,15 @@ class DeviceData:
         return out.permute(0, 3, 1, 2).contiguous(memory_format=self.memory_format)
 
 
+def on_device(dataset: Dataset, indices: np.ndarray | None, device: torch.device | str, part: str = "train",
+              dtype: torch.dtype | None = None, flip: bool = True) -> DeviceData:
+    """DeviceData as every trainer wants it: on CUDA bf16 (default) and channels_last, on the
+    CPU float32 and contiguous."""
+    cuda = torch.device(device).type == "cuda"
+    dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
+    return DeviceData(dataset, indices, device, dtype, part=part, flip=flip, channels_last=cuda)
+
+
 def _part(dataset: Dataset, part: str) -> tuple[np.ndarray, np.ndarray]:
     if part == "train":
         return dataset.x_train, dataset.y_train

@@ -1,17 +1,19 @@
-"""What every search space offers: sample, mutate, cross, validate, key.   [stdlib only]
+"""What a search space is: its operators (`SearchSpace`) and its registry entry (`SpaceEntry`).   [stdlib]
 
-A space is a frozen config object. Its operators are plain functions of (genome(s), rng) that
-return a valid child and the operator's name (`mut_*`, `cx_*`), which the journal records as
-the child's provenance. Architecture operators come from the subclass; the hyperparameter gene
-operators are shared here.
+A space is a frozen config object whose fields are its options. Its operators are plain
+functions of (genome(s), rng) that return a valid child and the operator's name (`mut_*`,
+`cx_*`), which the journal records as the child's provenance. Architecture operators come from
+the subclass; the hyperparameter gene operators are shared here.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar
 
+from evo_nas.errors import ConfigError, GenomeError
 from evo_nas.genome import Genome
 from evo_nas.spaces.hparams import HParamSpace, hparams_key
 
@@ -19,10 +21,20 @@ Mutation = Callable[[Genome, random.Random], Genome]
 Crossover = Callable[[Genome, Genome, random.Random], Genome]
 
 
+def reduction_layers(depth: int, reductions: int) -> frozenset[int]:
+    """Where a skeleton of `depth` cells or layers has its stride-2 steps: at depth*k//(r+1)."""
+    return frozenset(depth * k // (reductions + 1) for k in range(1, reductions + 1))
+
+
+def option(default, help: str, **extra) -> Any:
+    """A space option: a dataclass field whose metadata carries its help text."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass(frozen=True)
 class SearchSpace:
-    name = "base"
-    hparams: HParamSpace | None = None
+    name: ClassVar[str] = "base"
+    hparams: HParamSpace | None = field(default=None, metadata={"cli": False})
 
     # -- to be provided by each space ---------------------------------------------------
     def sample_arch(self, rng: random.Random) -> Genome:
@@ -40,7 +52,29 @@ class SearchSpace:
     def validate_arch(self, genome: Genome, where: str) -> None:
         raise NotImplementedError
 
+    def check_options(self) -> None:
+        """Raise ConfigError (naming the option) for settings no genome could satisfy."""
+
     # -- shared -------------------------------------------------------------------------
+    @classmethod
+    def options(cls) -> list:
+        """The fields a run config may set (all but hparams)."""
+        return [f for f in fields(cls) if f.metadata.get("cli", True)]
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], hparams: HParamSpace | None, **context) -> SearchSpace:
+        """The space for a run: its options (missing ones at their defaults) and hparams.
+        `context` carries skeleton settings a space's key depends on (the layer space's)."""
+        known = {f.name for f in cls.options()}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise ConfigError(f"{unknown[0]}: not an option of the {cls.name} space (its options: {allowed})")
+        settable = {f.name for f in fields(cls)}
+        space = cls(hparams=hparams, **options, **{k: v for k, v in context.items() if k in settable})
+        space.check_options()
+        return space
+
     def sample(self, rng: random.Random) -> Genome:
         genome = self.sample_arch(rng)
         if self.hparams is not None:
@@ -69,8 +103,6 @@ class SearchSpace:
 
     def validate(self, genome: Genome, where: str = "genome") -> None:
         """Raise GenomeError (one line naming `where` and the field) unless legal here."""
-        from evo_nas.errors import GenomeError
-
         if genome.space != self.name:
             raise GenomeError(f"{where}: space: genome is for {genome.space!r}, this run searches {self.name!r}")
         self.validate_arch(genome, where)
@@ -78,3 +110,18 @@ class SearchSpace:
             self.hparams.validate(genome.hparams, where)
         elif genome.hparams is not None:
             raise GenomeError(f"{where}: hparams: present, but this run does not search hyperparameters")
+
+
+@dataclass(frozen=True)
+class SpaceEntry:
+    """Everything evonas knows of one search space; `evo_nas.spaces.REGISTRY` holds one each."""
+
+    name: str
+    genome: type[Genome]
+    space: type[SearchSpace]
+    network: str  # the torch module whose build(genome, skeleton, dropout) makes its networks
+    fitness: str  # what a run's accuracy objective is in this space, for help texts
+    skeleton_fields: frozenset[str]  # the Skeleton settings that apply to its networks
+    proxy: dict[str, dict] = field(default_factory=dict)  # device -> skeleton of the search proxy
+    final: dict = field(default_factory=dict)  # the skeleton `evonas train` trains
+    inspect: dict = field(default_factory=dict)  # the skeleton its published figures are quoted in

@@ -9,30 +9,86 @@ same rule the cell skeleton uses for its reduction cells.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, replace
 
 from evo_nas.canon import Node, canonical_form
-from evo_nas.errors import GenomeError
-from evo_nas.genome import Layer, LayerGenome
-from evo_nas.spaces.base import SearchSpace
+from evo_nas.errors import ConfigError, GenomeError
+from evo_nas.genome import Genome, int_list, is_int, mapping, no_unknown_keys
+from evo_nas.spaces.base import SearchSpace, SpaceEntry, option, reduction_layers
 
 
-def reduction_layers(depth: int, reductions: int) -> frozenset[int]:
-    """Indices of the layers that convolve with stride 2."""
-    return frozenset(depth * k // (reductions + 1) for k in range(1, reductions + 1))
+@dataclass(frozen=True)
+class Layer:
+    """conv(height x width, filters) -> BN -> ReLU over the depth-concat of `inputs`."""
+
+    height: int
+    width: int
+    filters: int
+    inputs: tuple[int, ...]  # sorted states: 0 is the image, j+1 is layer j
+
+
+@dataclass(frozen=True)
+class LayerGenome(Genome):
+    space = "layers"
+    BODY = ("layers",)
+    layers: tuple[Layer, ...]
+
+    def body(self) -> dict:
+        return {"layers": [{"height": x.height, "width": x.width, "filters": x.filters, "inputs": list(x.inputs)}
+                           for x in self.layers]}
+
+    @classmethod
+    def from_body(cls, d: dict, where: str, **meta) -> LayerGenome:
+        return cls(layers=_layers(d["layers"], where), **meta)
+
+    def check(self, where: str) -> None:
+        validate_structure(self, where)
+
+    def describe(self) -> str:
+        return " ".join(f"{x.height}x{x.width}:{x.filters}<{','.join(map(str, x.inputs))}" for x in self.layers)
+
+    def structure(self, reductions: int) -> dict[str, str]:
+        return {"stride 2": f"layers {sorted(reduction_layers(len(self.layers), reductions))}"}
+
+    def body_lines(self) -> list[str]:
+        return ["layers:"] + [f"- {{height: {x.height}, width: {x.width}, filters: {x.filters}, "
+                              f"inputs: [{', '.join(map(str, x.inputs))}]}}" for x in self.layers]
 
 
 @dataclass(frozen=True)
 class LayerSpace(SearchSpace):
     name = "layers"
-    heights: tuple[int, ...] = (1, 3, 5, 7)
-    widths: tuple[int, ...] = (1, 3, 5, 7)
-    filters: tuple[int, ...] = (24, 36, 48, 64)
-    min_layers: int = 3
-    max_layers: int = 12
-    reductions: int = 2
-    skip_prob: float = 0.2  # chance that a sampled layer also reads a given earlier state
+    kernel_sizes: tuple[int, ...] = option((1, 3, 5, 7), "layers: filter heights and widths (Zoph & Le)")
+    filter_counts: tuple[int, ...] = option((24, 36, 48, 64), "layers: filters per layer (Zoph & Le)")
+    min_layers: int = option(3, "layers: least depth")
+    max_layers: int = option(10, "layers: most depth")
+    skip_prob: float = option(0.2, "layers: chance that a sampled layer also reads a given earlier state")
+    # Where the stride-2 layers sit is the skeleton's (`reductions`); the key depends on it.
+    reductions: int = dataclasses.field(default=2, metadata={"cli": False})
+
+    @property
+    def heights(self) -> tuple[int, ...]:
+        return self.kernel_sizes
+
+    widths = heights
+
+    @property
+    def filters(self) -> tuple[int, ...]:
+        return self.filter_counts
+
+    def check_options(self) -> None:
+        if not self.kernel_sizes or any(k <= 0 or k % 2 == 0 for k in self.kernel_sizes):
+            raise ConfigError(f"kernel_sizes: must be odd positive sizes, got {list(self.kernel_sizes)}")
+        if not self.filter_counts or any(f <= 0 for f in self.filter_counts):
+            raise ConfigError(f"filter_counts: must be positive counts, got {list(self.filter_counts)}")
+        if self.min_layers < 1:
+            raise ConfigError(f"min_layers: must be positive, got {self.min_layers}")
+        if self.min_layers > self.max_layers:
+            raise ConfigError(f"min_layers: {self.min_layers} is above max_layers {self.max_layers}")
+        if not 0 <= self.skip_prob <= 1:
+            raise ConfigError(f"skip_prob: must be between 0 and 1, got {self.skip_prob}")
 
     def sample_arch(self, rng: random.Random) -> LayerGenome:
         depth = rng.randint(self.min_layers, self.max_layers)
@@ -89,7 +145,7 @@ class LayerSpace(SearchSpace):
         return canonical_form(nodes)
 
     def validate_arch(self, genome: LayerGenome, where: str) -> None:
-        validate_structure(genome, where)
+        genome.check(where)
         if not self.min_layers <= len(genome.layers) <= self.max_layers:
             raise GenomeError(f"{where}: layers: has {len(genome.layers)} layers, this space allows "
                               f"{self.min_layers}..{self.max_layers}")
@@ -182,3 +238,27 @@ def validate_structure(genome: LayerGenome, where: str) -> None:
         if bad:
             what = "points forward" if bad[0] > i else "is negative"
             raise GenomeError(f"{at}.inputs: state {bad[0]} {what}; layer {i} may read states 0..{i}")
+
+
+def _layers(data: object, where: str) -> tuple[Layer, ...]:
+    if not isinstance(data, list) or not data:
+        raise GenomeError(f"{where}: layers: must be a non-empty list of layers")
+    out = []
+    for i, item in enumerate(data):
+        at = f"layers[{i}]"
+        d = mapping(item, where, at)
+        no_unknown_keys(d, {"height", "width", "filters", "inputs"}, where, at)
+        for key in ("height", "width", "filters"):
+            if not is_int(d.get(key)):
+                raise GenomeError(f"{where}: {at}.{key}: must be an integer, got {d.get(key)!r}")
+        inputs = int_list(d.get("inputs"), where, f"{at}.inputs")
+        out.append(Layer(height=d["height"], width=d["width"], filters=d["filters"], inputs=tuple(inputs)))
+    return tuple(out)
+
+
+ENTRY = SpaceEntry(
+    name="layers", genome=LayerGenome, space=LayerSpace, network="evo_nas.nets.layers",
+    fitness="validation accuracy of the layer stack itself (it sets its own widths and depth), after the brief "
+            "proxy training",
+    skeleton_fields=frozenset({"reductions", "dropout"}),
+)

@@ -11,24 +11,82 @@ them we tried reproduces that number (see the README), so we keep the one that i
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, replace
 
 from evo_nas.canon import Node, canonical_form
 from evo_nas.errors import GenomeError
-from evo_nas.genome import NB201_EDGES, NB201_OPS, NB201Genome
-from evo_nas.spaces.base import SearchSpace
+from evo_nas.genome import Genome
+from evo_nas.spaces.base import SearchSpace, SpaceEntry, option
+from evo_nas.spaces.cells import _check_op_set
 
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (source, target), in arch-string order
 ZERO_CELL = "zero"  # the key of every cell whose output is identically zero
+
+
+@dataclass(frozen=True)
+class NB201Genome(Genome):
+    space = "nb201"
+    BODY = ("arch",)
+    edges: tuple[str, ...]  # six ops, EDGES order
+
+    @property
+    def arch_string(self) -> str:
+        ops = [f"{op}~{src}" for op, (src, _) in zip(self.edges, EDGES)]
+        return f"|{ops[0]}|+|{ops[1]}|{ops[2]}|+|{ops[3]}|{ops[4]}|{ops[5]}|"
+
+    @classmethod
+    def from_arch_string(cls, text: str, **meta) -> NB201Genome:
+        groups = text.strip().strip("|").split("|+|")
+        if len(groups) != 3:
+            raise GenomeError(f"arch string {text!r}: expected 3 groups separated by '|+|'")
+        edges = []
+        for target, group in enumerate(groups, start=1):
+            items = group.split("|")
+            if len(items) != target:
+                raise GenomeError(f"arch string {text!r}: node {target} needs {target} edges")
+            for src, item in enumerate(items):
+                op, _, source = item.partition("~")
+                if source != str(src):
+                    raise GenomeError(f"arch string {text!r}: edge {item!r} should come from node {src}")
+                edges.append(op)
+        return cls(edges=tuple(edges), **meta)
+
+    def body(self) -> dict:
+        return {"arch": self.arch_string}
+
+    @classmethod
+    def from_body(cls, d: dict, where: str, **meta) -> NB201Genome:
+        arch = d["arch"]
+        if not isinstance(arch, str):
+            raise GenomeError(f"{where}: arch: must be an arch string like '|op~0|+|op~0|op~1|+|...|'")
+        try:
+            return cls.from_arch_string(arch, **meta)
+        except GenomeError as err:
+            raise GenomeError(f"{where}: arch: {err}") from None
+
+    def check(self, where: str) -> None:
+        validate_structure(self, where)
+
+    def describe(self) -> str:
+        return self.arch_string
+
+    def body_lines(self) -> list[str]:
+        return [f"arch: {json.dumps(self.arch_string)}"]  # a JSON string is a valid YAML scalar
 
 
 @dataclass(frozen=True)
 class NB201Space(SearchSpace):
     name = "nb201"
-    ops: tuple[str, ...] = NB201_OPS
+    ops: tuple[str, ...] = option(OPS, "cells/nb201: the op set, comma-separated")
+
+    def check_options(self) -> None:
+        _check_op_set(self.ops, OPS, self.name)
 
     def sample_arch(self, rng: random.Random) -> NB201Genome:
-        return NB201Genome(edges=tuple(rng.choice(self.ops) for _ in NB201_EDGES))
+        return NB201Genome(edges=tuple(rng.choice(self.ops) for _ in EDGES))
 
     def mutations(self):
         return {"mut_edge": self.mut_edge}
@@ -38,7 +96,7 @@ class NB201Space(SearchSpace):
 
     def mut_edge(self, genome: NB201Genome, rng: random.Random) -> NB201Genome:
         """A different op on one edge."""
-        i = rng.randrange(len(NB201_EDGES))
+        i = rng.randrange(len(EDGES))
         op = rng.choice([o for o in self.ops if o != genome.edges[i]])
         return replace(genome, edges=genome.edges[:i] + (op,) + genome.edges[i + 1:])
 
@@ -46,7 +104,7 @@ class NB201Space(SearchSpace):
         return nb201_key(genome.edges)
 
     def validate_arch(self, genome: NB201Genome, where: str) -> None:
-        validate_structure(genome, where)
+        genome.check(where)
         for i, op in enumerate(genome.edges):
             if op not in self.ops:
                 raise GenomeError(f"{where}: arch: edge {i} op {op!r} is not in this space's op set")
@@ -59,7 +117,7 @@ def cx_uniform_edges(a: NB201Genome, b: NB201Genome, rng: random.Random) -> NB20
 
 def nb201_key(edges: tuple[str, ...]) -> str:
     # Edge list (op, src, dst) without `none`.
-    live = [(op, s, t) for op, (s, t) in zip(edges, NB201_EDGES) if op != "none"]
+    live = [(op, s, t) for op, (s, t) in zip(edges, EDGES) if op != "none"]
     live = _prune(live)
     if not live:
         return ZERO_CELL
@@ -106,8 +164,19 @@ def _as_dag(edges: list[tuple[str, int, int]], output: int) -> str:
 
 
 def validate_structure(genome: NB201Genome, where: str) -> None:
-    if len(genome.edges) != len(NB201_EDGES):
-        raise GenomeError(f"{where}: arch: needs {len(NB201_EDGES)} edges, got {len(genome.edges)}")
+    if len(genome.edges) != len(EDGES):
+        raise GenomeError(f"{where}: arch: needs {len(EDGES)} edges, got {len(genome.edges)}")
     for i, op in enumerate(genome.edges):
-        if op not in NB201_OPS:
-            raise GenomeError(f"{where}: arch: edge {i} has unknown op {op!r} (known: {', '.join(NB201_OPS)})")
+        if op not in OPS:
+            raise GenomeError(f"{where}: arch: edge {i} has unknown op {op!r} (known: {', '.join(OPS)})")
+
+
+ENTRY = SpaceEntry(
+    name="nb201", genome=NB201Genome, space=NB201Space, network="evo_nas.nets.nb201",
+    fitness="validation accuracy of NAS-Bench-201's TinyNetwork built from the cell, after the brief proxy "
+            "training on the run's data set (`evonas study` reads the benchmark's table instead)",
+    skeleton_fields=frozenset({"init_channels", "depth", "dropout"}),
+    # The benchmark's own network, C=16, N=5 cells per stage, on every device and for training.
+    proxy={"cpu": {"init_channels": 16, "depth": 5}, "cuda": {"init_channels": 16, "depth": 5}},
+    final={"init_channels": 16, "depth": 5}, inspect={"init_channels": 16, "depth": 5},
+)

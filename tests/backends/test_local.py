@@ -15,10 +15,10 @@ import torch
 from evo_nas import config as configs
 from evo_nas import runner
 from evo_nas.backends.local import LocalBackend, plan_workers
-from evo_nas.genome import to_dict
+from evo_nas.records import TIMING_FIELDS, Result, Status
 
-TIMINGS = set(runner.TIMING_FIELDS) | {"device"}
-BASE = {"space": "nb201", "init_channels": 4, "layers": 1, "train_limit": 96, "val_limit": 64,
+TIMINGS = set(TIMING_FIELDS) | {"device"}
+BASE = {"space": "nb201", "init_channels": 4, "depth": 1, "train_limit": 96, "val_limit": 64,
         "bn_recalibration": 64, "batch_size": 32, "population": 4, "generations": 2, "report": False,
         "cpu_threads": 1}
 
@@ -30,8 +30,7 @@ def sorted_journal(path: Path) -> list[dict]:
 
 
 def start(tmp_path, name, **extra):
-    cfg = configs.from_mapping({**BASE, "runs_dir": str(tmp_path), "name": name, **extra})
-    return runner.start(cfg).path
+    return runner.start({**BASE, "runs_dir": str(tmp_path), "name": name, **extra}).path
 
 
 @pytest.fixture(scope="module")
@@ -69,24 +68,24 @@ def test_a_killed_worker_is_replaced_and_its_candidate_retried(serial, tmp_path)
 
 
 def test_worker_plan_on_cpu():
-    cfg = configs.resolve(configs.RunConfig(workers=3, slots_per_gpu=4), "cpu")
+    cfg = configs.BackendConfig(workers=3, slots_per_gpu=4, device="cpu")
     assert plan_workers(cfg) == (["cpu", "cpu", "cpu"], 1)
 
 
 def crash_on_two(task):
     if task == 2:
         os._exit(3)  # the worker process dies without a word
-    return {"status": "ok", "value": task * 10}
+    return Result(Status.OK, accuracy=task / 10)
 
 
 def test_a_candidate_that_kills_two_workers_is_failed(tmp_path):
-    backend = LocalBackend(configs.resolve(configs.RunConfig(workers=2), "cpu"))
+    backend = LocalBackend(configs.BackendConfig(workers=2, device="cpu"))
     try:
         results = dict(backend.map(crash_on_two, [0, 1, 2, 3]))
     finally:
         backend.close()
-    assert results[0] == {"status": "ok", "value": 0} and results[3] == {"status": "ok", "value": 30}
-    assert results[2]["status"] == "failed" and "worker died twice (exit code 3)" in results[2]["error"]
+    assert results[0] == Result(Status.OK, accuracy=0.0) and results[3] == Result(Status.OK, accuracy=0.3)
+    assert results[2].status is Status.FAILED and "worker died (exit code 3), 2 times" in results[2].error
 
 
 @pytest.mark.cuda
@@ -94,17 +93,17 @@ def test_a_candidate_that_kills_two_workers_is_failed(tmp_path):
 def test_candidates_in_flight_on_cuda_streams_finish_with_sane_results():
     """Several candidates interleaved on streams of one process (the local worker's loop):
     every one trains on the graph path and ends finite, and so does a second round."""
-    from evo_nas.backends.local import run_in_flight
-    from evo_nas.evaluate.evaluator import Task
+    from evo_nas.evaluate.evaluator import EvalSettings, Evaluator, Task
+    from evo_nas.evaluate.inflight import run_in_flight
 
-    cfg = configs.resolve(configs.from_mapping({**BASE, "device": "cuda", "train_limit": 2048, "batch_size": 128}),
-                          "cuda")
-    evaluator = runner.make_evaluator(cfg)
-    space = runner.make_space(cfg)
+    given = {**BASE, "train_limit": 2048, "batch_size": 128}
+    cfg = configs.from_mapping(given, "test", "cuda", data_shape=runner.dataset_shape(configs.from_mapping(given)))
+    evaluator = Evaluator(EvalSettings.of(cfg))
+    space = cfg.space.make(cfg.skeleton)
     rng = random.Random(0)
-    tasks = [Task(i, to_dict(space.sample(rng)), i, 1.0) for i in range(6)]
+    tasks = [Task(i, space.sample(rng), i, 1.0) for i in range(6)]
     for _ in range(2):
         results = run_in_flight(evaluator, tasks, [torch.cuda.Stream() for _ in range(3)])
         torch.cuda.synchronize()
-        assert all(r["status"] == "ok" and 0 <= r["accuracy"] <= 1 for r in results), results
-        assert {r["path"] for r in results} == {"graph"}
+        assert all(r.ok and 0 <= r.accuracy <= 1 for r in results), results
+        assert {r.path for r in results} == {"graph"}

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from evo_nas import config as configs
 from evo_nas import runner
 from evo_nas.cli import main
+from evo_nas.records import TIMING_FIELDS
 
 ray = pytest.importorskip("ray")
 
-TIMINGS = set(runner.TIMING_FIELDS) | {"device"}
-BASE = {"space": "nb201", "init_channels": 4, "layers": 1, "train_limit": 96, "val_limit": 64,
+TIMINGS = set(TIMING_FIELDS) | {"device"}
+BASE = {"space": "nb201", "init_channels": 4, "depth": 1, "train_limit": 96, "val_limit": 64,
         "bn_recalibration": 64, "batch_size": 32, "population": 4, "generations": 2, "report": False,
         "cpu_threads": 1}
 RAY = Path(sys.executable).with_name("ray")
@@ -51,14 +51,12 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory):
-    cfg = configs.from_mapping({**BASE, "runs_dir": str(tmp_path_factory.mktemp("serial")), "name": "s"})
-    return sorted_journal(runner.start(cfg).path)
+    return sorted_journal(runner.start({**BASE, "runs_dir": str(tmp_path_factory.mktemp("serial")), "name": "s"}).path)
 
 
 def start(tmp_path, name, address):
-    cfg = configs.from_mapping({**BASE, "runs_dir": str(tmp_path), "name": name, "backend": "ray",
-                                "ray_address": address})
-    return runner.start(cfg).path
+    return runner.start({**BASE, "runs_dir": str(tmp_path), "name": name, "backend": "ray",
+                         "ray_address": address}).path
 
 
 def test_a_search_on_ray_matches_the_serial_journal(cluster, serial, tmp_path):
@@ -91,7 +89,7 @@ def test_a_killed_ray_worker_is_retried_and_the_run_completes(cluster, serial, t
 def test_without_ray_the_backend_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does when it is not installed
     code = main(["run", "--backend", "ray", "--space", "nb201", "--runs-dir", str(tmp_path), "--name", "x",
-                 "--report", "false"])
+                 "--no-report"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "pip install 'evo-nas[ray]'" in err[0]
     assert list(tmp_path.iterdir()) == []  # nothing written

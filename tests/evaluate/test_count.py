@@ -9,13 +9,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from evo_nas.build import Skeleton, build
 from evo_nas.evaluate.count import Counts, count, count_macs, count_params
-from evo_nas.genome import NB201Genome
 from evo_nas.genome_io import load_genome
 from evo_nas.spaces.cells import CellSpace
 from evo_nas.spaces.layers import LayerSpace
-from evo_nas.spaces.nb201 import NB201Space
+from evo_nas.spaces.nb201 import NB201Genome, NB201Space
 
-CIFAR10 = Skeleton(input_shape=(3, 32, 32), classes=10, init_channels=36, layers=20, auxiliary=True)
+CIFAR10 = Skeleton(input_shape=(3, 32, 32), classes=10, init_channels=36, depth=20, auxiliary=True)
 PUBLISHED = ("darts_v2", "nasnet_a", "amoebanet_a", "darts_v1")
 
 
@@ -70,7 +69,7 @@ def test_other_published_cells_build_and_count(published_counts, name):
 
 
 def test_nb201_all_conv3x3_cell_has_1531546_parameters():
-    model = build(NB201Genome(edges=("nor_conv_3x3",) * 6), Skeleton(init_channels=16, layers=5, classes=10))
+    model = build(NB201Genome(edges=("nor_conv_3x3",) * 6), Skeleton(init_channels=16, depth=5, classes=10))
     assert count_params(model) == 1_531_546  # NASLib's NB201 data: 1.531546M
 
 
@@ -87,7 +86,7 @@ SPACES = {"cells": CellSpace(), "layers": LayerSpace(), "nb201": NB201Space()}
 def test_hooks_agree_with_flop_counter_on_random_genomes(space, seed):
     genome = SPACES[space].sample(random.Random(seed))
     shape = (1, 28, 28) if seed % 2 else (3, 16, 16)
-    skeleton = Skeleton(input_shape=shape, init_channels=8, layers={"cells": 5, "layers": 8, "nb201": 1}[space],
+    skeleton = Skeleton(input_shape=shape, init_channels=8, depth={"cells": 5, "layers": 8, "nb201": 1}[space],
                         classes=7)
     model = build(genome, skeleton)
     assert count_macs(model, shape) == flop_counter_macs(model, shape)
@@ -95,9 +94,9 @@ def test_hooks_agree_with_flop_counter_on_random_genomes(space, seed):
 
 def test_auxiliary_head_and_frozen_parameters_are_not_counted():
     genome = load_genome("genomes/darts_v2.yaml")
-    small = Skeleton(input_shape=(3, 16, 16), init_channels=8, layers=5)
+    small = Skeleton(input_shape=(3, 16, 16), init_channels=8, depth=5)
     plain = build(genome, small)
-    with_aux = build(genome, Skeleton(input_shape=(3, 16, 16), init_channels=8, layers=5, auxiliary=True))
+    with_aux = build(genome, Skeleton(input_shape=(3, 16, 16), init_channels=8, depth=5, auxiliary=True))
     assert count_params(with_aux) == count_params(plain)
     assert count_macs(with_aux.train(), small.input_shape) == count_macs(plain, small.input_shape)
     plain.stem[0].weight.requires_grad_(False)
@@ -105,7 +104,7 @@ def test_auxiliary_head_and_frozen_parameters_are_not_counted():
 
 
 def test_count_macs_restores_each_module_training_flag():
-    model = build(load_genome("genomes/darts_v2.yaml"), Skeleton(input_shape=(3, 8, 8), init_channels=8, layers=3))
+    model = build(load_genome("genomes/darts_v2.yaml"), Skeleton(input_shape=(3, 8, 8), init_channels=8, depth=3))
     model.train()
     model.cells[1].eval()
     before = {name: m.training for name, m in model.named_modules()}

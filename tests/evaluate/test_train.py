@@ -1,5 +1,6 @@
-"""train(): learning on real Fashion-MNIST, determinism, failures as data, schedules, optimizers;
-on CUDA the whole-step graph, its fallbacks, and several GraphedSteps on several streams."""
+"""The training engine: learning on real Fashion-MNIST, determinism, failures as data, schedules,
+optimizers, resuming from a state; on CUDA the whole-step graph, its fallbacks, and several
+GraphedSteps on several streams."""
 
 import math
 import pickle
@@ -13,19 +14,18 @@ import pytest
 import torch
 from torch import nn
 
+from evo_nas.config import TrainConfig
 from evo_nas.errors import ConfigError
-from evo_nas.evaluate import train as train_module
+from evo_nas.evaluate.cuda_graph import GraphedStep, graphed_step
 from evo_nas.evaluate.data import load_dataset, split, subset
 from evo_nas.evaluate.device_data import DeviceData
-from evo_nas.evaluate.train import (
-    GraphedStep,
+from evo_nas.evaluate.engine import (
     StepCore,
-    TrainConfig,
-    TrainingFailure,
+    Trainer,
+    TrainingFailed,
     align_grads,
     choose_path,
     evaluate,
-    graphed_step,
     lr_factor,
     make_optimizer,
     resolve_hparams,
@@ -33,7 +33,7 @@ from evo_nas.evaluate.train import (
     set_lr,
     train,
 )
-from tests.fakes import FakeGraphedStep
+from tests.fakes import FakeGraphedStep, graph_path_on_cpu
 
 ROOT = Path(__file__).resolve().parents[2]
 CUDA = torch.cuda.is_available()
@@ -87,7 +87,8 @@ class NanAfter(nn.Module):
 
 
 class AuxNet(nn.Module):
-    """(logits, aux_logits) in training, as DARTS' networks; a plain-float drop_path_prob."""
+    """(logits, aux_logits) in training, as DARTS' networks; built with drop path `drop_path_max`,
+    whose current probability is a plain float."""
 
     def __init__(self):
         super().__init__()
@@ -97,6 +98,7 @@ class AuxNet(nn.Module):
         self.head = nn.Linear(8 * 14 * 14, 10)
         self.aux = nn.Linear(8 * 14 * 14, 10)
         self.drop_path_prob = 0.0
+        self.drop_path_max = 0.0
 
     def forward(self, x):
         h = self.body(x)
@@ -148,29 +150,30 @@ def test_fractional_epochs_run_that_fraction_of_the_batches(cpu_data, epochs, st
 
 
 def test_nan_loss_is_a_training_failure_at_its_step(cpu_data):
-    with pytest.raises(TrainingFailure, match="nan") as caught:
+    with pytest.raises(TrainingFailed, match="nan") as caught:
         train(NanAfter(small_net(), after=3), *cpu_data, TrainConfig(batch_size=128), "cpu", seed=0)
     assert "step 4" in caught.value.reason and caught.value.steps == 4
 
 
 def test_training_failure_survives_pickling():
-    failure = pickle.loads(pickle.dumps(TrainingFailure("nan/inf loss at step 3", steps=3)))
+    failure = pickle.loads(pickle.dumps(TrainingFailed("nan/inf loss at step 3", steps=3)))
     assert (failure.reason, failure.steps, str(failure)) == ("nan/inf loss at step 3", 3, "nan/inf loss at step 3")
 
 
 def test_time_limit_is_a_training_failure(cpu_data):
-    with pytest.raises(TrainingFailure, match=r"time limit 1e-09s exceeded after 1 steps"):
+    with pytest.raises(TrainingFailed, match=r"time limit 1e-09s exceeded after 1 steps"):
         train(small_net(), *cpu_data, TrainConfig(batch_size=128, time_limit=1e-9), "cpu", seed=0)
 
 
 def test_loss_is_the_mean_of_the_step_losses(cpu_data):
-    result = train(ZeroLogits(), *cpu_data, TrainConfig(batch_size=128, grad_clip=None), "cpu", seed=0)
+    result = train(ZeroLogits(), *cpu_data, TrainConfig(batch_size=128, grad_clip=0), "cpu", seed=0)
     assert result.train_loss == pytest.approx(math.log(10), rel=1e-6)
 
 
 def test_aux_head_and_drop_path_annealing(cpu_data):
     model = AuxNet()
-    cfg = TrainConfig(epochs=1, batch_size=100, drop_path=0.3)  # 20 steps
+    model.drop_path_max = 0.3
+    cfg = TrainConfig(epochs=1, batch_size=100)  # 20 steps
     result = train(model, *cpu_data, cfg, "cpu", seed=0)
     assert math.isfinite(result.train_loss) and result.val_accuracy > 0.3
     assert model.drop_path_prob == pytest.approx(0.3 * 19 / 20)  # annealed from 0, one step short of max
@@ -257,8 +260,8 @@ def test_choose_path():
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(optimizer="lamb"), dict(schedule="step"),
                                  dict(warmup=1.0), dict(cuda_graph="yes"), dict(precision="fp16"),
-                                 dict(warmup_steps_before_capture=0), dict(grad_clip=0.0),
-                                 dict(drop_path=1.0), dict(channels_last="maybe")])
+                                 dict(warmup_steps_before_capture=0),
+                                 dict(grad_clip=-1.0), dict(channels_last="maybe")])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad)
@@ -276,40 +279,30 @@ def test_step_core_accumulates_the_main_loss_only():
     assert loss_sum.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def drain(steps):
-    """Run a step generator to its end; its return value."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
-
-
 def graph_orchestration_on_cpu(monkeypatch, model, data, cfg, fail=False):
-    """_Run.graphed_steps on the CPU, with FakeGraphedStep and a plain optimizer."""
-    plain = train_module.make_optimizer
-    monkeypatch.setattr(train_module, "make_optimizer",
-                        lambda *a, capturable=False, **k: plain(*a, capturable=False, **k))
-    monkeypatch.setattr(train_module, "GraphedStep", FakeGraphedStep)
-    monkeypatch.setattr(FakeGraphedStep, "fail_capture", fail)
-    run = train_module._Run(model, data[0], cfg, torch.device("cpu"), 3, None, 0.0)
-    reason = drain(run.graphed_steps())
-    return reason, run.train_loss(), evaluate(model, data[1])
+    """The Trainer's graph path on the CPU, with FakeGraphedStep and a plain optimizer."""
+    graph_path_on_cpu(monkeypatch, fail)
+    trainer = Trainer(model, data[0], cfg, "cpu", 3)
+    trainer.mark(5)
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    return trainer.fallback_reason, trainer.mean_loss(5, trainer.total), evaluate(model, data[1])
 
 
 def eager_on_cpu(model, data, cfg):
-    run = train_module._Run(model, data[0], cfg, torch.device("cpu"), 3, None, 0.0)
-    drain(run.eager_steps())
-    return run.train_loss(), evaluate(model, data[1])
+    trainer = Trainer(model, data[0], cfg, "cpu", 3)
+    trainer.mark(5)
+    trainer.run()
+    return trainer.mean_loss(5, trainer.total), evaluate(model, data[1])
 
 
 @pytest.mark.parametrize("fail", [False, True])
 def test_graph_orchestration_matches_eager_and_falls_back_from_the_start(monkeypatch, cpu_data, fail):
     """Warm-up, capture and replays walk the same steps with the same schedule as the eager
     loop; after a failed capture the run restarts from the initial weights and seeds."""
-    # channels_last: the static buffer then has the strides of DeviceData's 1-channel batches,
-    # which CPU convolutions otherwise take for channels_last and compute a little differently
-    cfg = TrainConfig(epochs=1, batch_size=128, channels_last=True)
+    cfg = TrainConfig(epochs=1, batch_size=128)
     expected = eager_on_cpu(small_net(), cpu_data, cfg)
     closed = FakeGraphedStep.closed
     reason, loss, accuracy = graph_orchestration_on_cpu(monkeypatch, small_net(), cpu_data, cfg, fail)
@@ -319,11 +312,11 @@ def test_graph_orchestration_matches_eager_and_falls_back_from_the_start(monkeyp
 
 
 def test_graph_orchestration_failures(monkeypatch, cpu_data):
-    with pytest.raises(TrainingFailure, match="cuda_graph='on'"):
+    with pytest.raises(TrainingFailed, match="cuda_graph='on'"):
         graph_orchestration_on_cpu(monkeypatch, small_net(), cpu_data, TrainConfig(batch_size=128, cuda_graph="on"),
                                    fail=True)
     closed = FakeGraphedStep.closed
-    with pytest.raises(TrainingFailure, match="nan/inf loss at step 5"):
+    with pytest.raises(TrainingFailed, match="nan/inf loss at step 5"):
         graph_orchestration_on_cpu(monkeypatch, NanAfter(small_net(), after=4), cpu_data, TrainConfig(batch_size=128))
     assert FakeGraphedStep.closed == closed + 1
 
@@ -395,7 +388,7 @@ def test_a_syncing_model_falls_back_to_eager(cuda_data):
     result = train(SyncsInForward(), *cuda_data, TrainConfig(epochs=1, batch_size=128), "cuda", seed=0)
     assert result.path == "eager" and "sync" in result.fallback_reason
     assert result.val_accuracy > 0.5
-    with pytest.raises(TrainingFailure, match="capture failed"):
+    with pytest.raises(TrainingFailed, match="capture failed"):
         train(SyncsInForward(), *cuda_data, TrainConfig(epochs=1, batch_size=128, cuda_graph="on"), "cuda", seed=0)
 
 
@@ -437,7 +430,8 @@ def test_a_capture_cuda_invalidates_falls_back_and_leaves_capture_working():
     code = textwrap.dedent("""
         import math, torch
         from evo_nas.evaluate.data import load_dataset
-        from evo_nas.evaluate.train import TrainConfig, train
+        from evo_nas.config import TrainConfig
+        from evo_nas.evaluate.engine import train
         from tests.evaluate.test_train import splits, small_net
 
         class SyncsWhenCaptured(torch.nn.Module):
@@ -467,10 +461,10 @@ def test_a_capture_cuda_invalidates_falls_back_and_leaves_capture_working():
 @cuda_test
 def test_nan_and_time_limit_on_the_graph_path(cuda_data):
     cfg = TrainConfig(epochs=3, batch_size=128)  # 138 steps
-    with pytest.raises(TrainingFailure, match="nan") as caught:
+    with pytest.raises(TrainingFailed, match="nan") as caught:
         train(NanAfter(small_net(), after=60), *cuda_data, cfg, "cuda", seed=0)
     assert caught.value.steps == 100  # found at the second check, 50 steps apart
-    with pytest.raises(TrainingFailure, match="exceeded after 50 steps"):
+    with pytest.raises(TrainingFailed, match="exceeded after 50 steps"):
         train(small_net(), *cuda_data, TrainConfig(epochs=3, batch_size=128, time_limit=1e-6), "cuda", seed=0)
 
 
@@ -481,9 +475,9 @@ def test_cell_network_with_aux_head_and_drop_path_on_the_graph_path(cuda_data):
 
     torch.manual_seed(0)
     genome = load_genome(ROOT / "genomes" / "darts_v2.yaml")
-    model = build(genome, Skeleton(input_shape=(1, 28, 28), init_channels=8, layers=3, auxiliary=True,
+    model = build(genome, Skeleton(input_shape=(1, 28, 28), init_channels=8, depth=3, auxiliary=True,
                                    drop_path=0.2))
-    result = train(model, *cuda_data, TrainConfig(epochs=1, batch_size=128, drop_path=0.2), "cuda", seed=0)
+    result = train(model, *cuda_data, TrainConfig(epochs=1, batch_size=128), "cuda", seed=0)
     assert result.path == "graph", result.fallback_reason
     assert math.isfinite(result.train_loss) and result.val_accuracy > 0.2
     assert model.drop_path_prob > 0.15
@@ -496,7 +490,8 @@ def graphed_candidate(model: nn.Module, seed: int):
     opt = make_optimizer(model.parameters(), "sgd", 0.05, 5e-4, cfg, "cuda", capturable=True)
     loss_sum = torch.zeros((), device="cuda")
     core = StepCore(model, opt, cfg, loss_sum, "bf16", autocast_cache=False)
-    return graphed_step(core, (128, 1, 28, 28), seed=seed), loss_sum
+    return graphed_step(core, (128, 1, 28, 28), torch.device("cuda", torch.cuda.current_device()),
+                        keep=(model, opt, core), seed=seed), loss_sum
 
 
 @cuda_test

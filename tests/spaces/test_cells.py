@@ -4,9 +4,8 @@ import itertools
 import random
 from dataclasses import replace
 
-from evo_nas.genome import Block, Cell, CellGenome
 from evo_nas.genome_io import load_genome
-from evo_nas.spaces.cells import CellSpace, cell_key, live_states
+from evo_nas.spaces.cells import Block, Cell, CellGenome, CellSpace, cell_key, live_states
 
 SPACE = CellSpace(blocks=4, ops=("sep_conv_3x3", "skip_connect", "max_pool_3x3"))
 

@@ -2,8 +2,7 @@
 
 import random
 
-from evo_nas.genome import Layer, LayerGenome
-from evo_nas.spaces.layers import LayerSpace, delete_layer, insert_layer, reduction_layers
+from evo_nas.spaces.layers import Layer, LayerGenome, LayerSpace, delete_layer, insert_layer, reduction_layers
 
 SPACE = LayerSpace(min_layers=3, max_layers=8)
 

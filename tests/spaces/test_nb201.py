@@ -4,8 +4,9 @@ import itertools
 
 import pytest
 
-from evo_nas.genome import NB201_EDGES, NB201_OPS, NB201Genome
-from evo_nas.spaces.nb201 import ZERO_CELL, NB201Space, nb201_key
+from evo_nas.spaces.nb201 import EDGES as NB201_EDGES
+from evo_nas.spaces.nb201 import OPS as NB201_OPS
+from evo_nas.spaces.nb201 import ZERO_CELL, NB201Genome, NB201Space, nb201_key
 
 
 def reduced_edges(edges):

@@ -4,16 +4,17 @@ import json
 from pathlib import Path
 
 from evo_nas import config as configs
-from evo_nas import pareto, runner
+from evo_nas import pareto
 from evo_nas.cli import main
+from evo_nas.records import TIMING_FIELDS, Result
 
-TINY = ["--space", "nb201", "--init-channels", "4", "--layers", "1", "--train-limit", "128", "--val-limit", "64",
-        "--bn-recalibration", "64", "--batch-size", "16", "--population", "4", "--report", "false",
+TINY = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-limit", "128", "--val-limit", "64",
+        "--bn-recalibration", "64", "--batch-size", "16", "--population", "4", "--no-report",
         "--fidelity", "sha", "--sha-rungs", "2", "--epochs", "1"]
 
 
 def records(path: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in runner.TIMING_FIELDS}
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS}
             for line in (path / "journal.jsonl").read_text().splitlines()]
 
 
@@ -28,8 +29,8 @@ def test_rungs_halve_and_the_better_half_trains_longer(tmp_path):
         assert all(r["epochs"] == 0.5 for r in rung0) and all(r["epochs"] == 1.0 for r in rung1)
         # The ones that continued are the better half of rung 0 by Pareto rank, then crowding.
         ok = [r for r in rung0 if r["status"] == "ok"]
-        objectives = configs.RunConfig().objectives
-        keep = pareto.select_nsga2([pareto.vector(r, objectives) for r in ok], 2)
+        objectives = configs.SearchConfig().objectives
+        keep = pareto.select_nsga2([pareto.vector(Result.from_json(r), objectives) for r in ok], 2)
         assert {ok[i]["id"] for i in keep} == {r["id"] for r in rung1}
     assert sum(1 for r in journal if r["rung"] == 0) == 8  # the budget counts candidates, not rungs
 

@@ -1,8 +1,5 @@
-"""The run report as one self-contained HTML page: figures as plain plotly dicts, tables,
-genome files and lineage, rendered from `report.ReportData`.   [plotly, imported lazily]
-
-`report.py` computes what the page shows; this module only lays it out. plotly.js is
-embedded once, so the page opens offline.
+"""How the run report looks: one self-contained HTML page of plain plotly figures, tables, genome
+files and lineage, laid out from a `report.data.ReportData`.   [plotly]
 """
 
 from __future__ import annotations
@@ -13,9 +10,11 @@ import re
 import time
 from dataclasses import replace
 
-from evo_nas.genome import describe
+import plotly.io as pio
+
 from evo_nas.genome_io import dumps
-from evo_nas.report import BEST_MIN, BEST_SHARE, FRONT_TRACE, Evaluation, Gene, ReportData, _si, run_front
+from evo_nas.records import Record, Status, front
+from evo_nas.report.data import BEST_MIN, BEST_SHARE, FRONT_TRACE, Gene, ReportData, from_file, si
 
 # -- rendering: text helpers -----------------------------------------------------------------
 
@@ -30,28 +29,28 @@ def _wrap(text: str, width: int = 70) -> list[str]:
     return lines + [line] if line else lines
 
 
-def _hparams_text(e: Evaluation) -> str:
+def _hparams_text(e: Record) -> str:
     hp = e.genome.hparams
     if hp is None:
         return ""
     return f"lr {hp.lr:.3g} · weight decay {hp.weight_decay:.3g} · dropout {hp.dropout:.2f} · {hp.optimizer}"
 
 
-def _hover(data: ReportData, e: Evaluation) -> str:
+def _hover(data: ReportData, e: Record) -> str:
     """Hover text (plotly's HTML subset): who, from whom, how good, what genome."""
     parents = ", ".join(f"#{p}" for p in e.parents) or "none"
     lines = [f"<b>#{e.id}</b>{' ' + html.escape(e.genome.name) if e.genome.name else ''}"
              f"  generation {e.generation}  {html.escape(e.operator)}", f"parents {parents}"]
     if e.ok:
-        lines.append(f"accuracy {e.accuracy:.4f}   MACs {_si(e.macs)}   params {_si(e.params)}")
+        lines.append(f"accuracy {e.accuracy:.4f}   MACs {si(e.macs)}   params {si(e.params)}")
     else:
-        lines.append(f"<b>{e.status}</b>: {html.escape(e.error[:120])}")
-        lines.append(f"MACs {_si(e.macs)}   params {_si(e.params)}")
+        lines.append(f"<b>{e.status}</b>: {html.escape((e.error or '')[:120])}")
+        lines.append(f"MACs {si(e.macs)}   params {si(e.params)}")
     if data.config.get("fidelity") == "sha":
         lines.append(f"rung {e.rung + 1} of {data.config.get('sha_rungs')}")
     if e.genome.hparams is not None:
         lines.append(_hparams_text(e))
-    lines += [html.escape(x) for x in _wrap(describe(e.genome))]
+    lines += [html.escape(x) for x in _wrap(e.genome.describe())]
     return "<br>".join(lines)
 
 
@@ -60,7 +59,7 @@ def _axis_title(name: str) -> str:
             "params": "parameters (log scale)"}[name]
 
 
-def genome_file(data: ReportData, e: Evaluation) -> str:
+def genome_file(data: ReportData, e: Record) -> str:
     """The genome-file text of an evaluation, saying where it came from when nothing else does."""
     genome = e.genome
     if not genome.source:
@@ -116,7 +115,7 @@ def _subplots(titles: list[str], gap: float = 0.07) -> dict:
     return layout
 
 
-def _points(name: str, members: list[Evaluation], data: ReportData, x, y, **style) -> dict:
+def _points(name: str, members: list[Record], data: ReportData, x, y, **style) -> dict:
     """A scatter trace of evaluations with their hover text; x and y are functions of one."""
     return {"type": "scatter", "name": name, "mode": "markers", "x": [x(e) for e in members],
             "y": [y(e) for e in members], "hovertext": [_hover(data, e) for e in members], "hoverinfo": "text",
@@ -139,7 +138,7 @@ def objective_figure(data: ReportData, x: str) -> dict:
     if failed:
         traces.append(_points("failed / infeasible (at 0)", failed, data, cost, lambda e: 0.0,
                               marker={"symbol": "x", "size": 8, "color": RED}))
-    plane = sorted(run_front(ok, ("accuracy", x)), key=cost)
+    plane = sorted(front(ok, ("accuracy", x)), key=cost)
     traces.append({"type": "scatter", "name": f"front of accuracy and {x}", "mode": "lines", "hoverinfo": "skip",
                    "x": [cost(e) for e in plane], "y": [e.accuracy for e in plane],
                    "line": {"shape": "hv", "color": RED, "width": 1.5, "dash": "dot"}})
@@ -197,7 +196,7 @@ def lineage_figure(data: ReportData) -> dict:
             ("front members", RED, 12, [e for e in nodes.values() if e.id in front])):
         traces.append(_points(name, members, data, lambda e: e.generation, lambda e: e.accuracy or 0.0, marker={
             "color": color, "size": size, "line": {"width": 1, "color": "white"},
-            "symbol": ["star" if e.from_file else "circle" for e in members]}))
+            "symbol": ["star" if from_file(e) else "circle" for e in members]}))
     return _figure(traces, "Ancestry of the front (stars: genomes from files)",
                    xaxis=_axis("generation", **_integer_ticks(len(data.generations))),
                    yaxis=_axis("validation accuracy"))
@@ -287,8 +286,6 @@ document.addEventListener('click', function (event) {
 
 def render_html(data: ReportData) -> str:
     """The whole report as one self-contained HTML page."""
-    import plotly.io as pio
-
     figures = []
 
     def plot(fig: dict, div_id: str) -> str:
@@ -320,9 +317,9 @@ def render_html(data: ReportData) -> str:
 def _header(data: ReportData) -> str:
     c, evals = data.config, data.evaluations
     ok = [e for e in evals if e.ok]
-    failed, infeasible = (sum(1 for e in evals if e.status == s) for s in ("failed", "infeasible"))
+    failed, infeasible = (sum(1 for e in evals if e.status is s) for s in (Status.FAILED, Status.INFEASIBLE))
     best = max((e.accuracy for e in ok), default=None)
-    reference = ", ".join(f"error {r:g}" if o == "accuracy" else f"{o} {_si(r)}"
+    reference = ", ".join(f"error {r:g}" if o == "accuracy" else f"{o} {si(r)}"
                           for o, r in zip(data.objectives, data.reference))
     facts = {
         "search": f"{c.get('algorithm')} on {c.get('space')} / {c.get('dataset')} ({c.get('device')})",
@@ -376,8 +373,8 @@ def _front_table(data: ReportData) -> str:
     for i in data.front:
         e = data.individuals[i]
         rows.append([str(e.id), html.escape(e.genome.name), str(e.generation), html.escape(e.operator),
-                     " ".join(f"#{p}" for p in e.parents), f"{e.accuracy:.4f}", _si(e.macs), _si(e.params)]
-                    + [html.escape(_hparams_text(e))] * hparams + [html.escape(describe(e.genome))])
+                     " ".join(f"#{p}" for p in e.parents), f"{e.accuracy:.4f}", si(e.macs), si(e.params)]
+                    + [html.escape(_hparams_text(e))] * hparams + [html.escape(e.genome.describe())])
     return _table(header, rows, numeric={0, 2, 5, 6, 7}, mono={len(header) - 1})
 
 
@@ -386,7 +383,7 @@ def _genome_files(data: ReportData) -> str:
              "<code>evonas inspect</code> and <code>--seed-genomes</code> read it):</p>"]
     for i in data.front:
         e = data.individuals[i]
-        label = f"#{e.id} {e.genome.name}".strip() + f" · accuracy {e.accuracy:.4f} · MACs {_si(e.macs)}"
+        label = f"#{e.id} {e.genome.name}".strip() + f" · accuracy {e.accuracy:.4f} · MACs {si(e.macs)}"
         parts.append(f"<details><summary>{html.escape(label)}<button class='copy' data-target='genome-{e.id}'>"
                      f"copy</button></summary><pre id='genome-{e.id}'>{html.escape(genome_file(data, e))}</pre>"
                      f"</details>")
@@ -408,7 +405,7 @@ def _files_table(data: ReportData) -> str:
         return "<p>No genome from a file was evaluated in this run (see <code>--seed-genomes</code>).</p>"
     front = set(data.front)
     rows = [[html.escape(e.genome.name or "-"), str(e.id), str(e.generation), e.status,
-             f"{e.accuracy:.4f}" if e.ok else "-", _si(e.macs), _si(e.params), "yes" if e.id in front else "no",
+             f"{e.accuracy:.4f}" if e.ok else "-", si(e.macs), si(e.params), "yes" if e.id in front else "no",
              html.escape(e.genome.source)] for e in files]
     return ("<p class='note'>Drawn as labelled stars in the plots above.</p>"
             + _table(["name", "id", "gen", "status", "accuracy", "MACs", "params", "on the front", "source"], rows,
@@ -427,6 +424,7 @@ def _failures(data: ReportData) -> str:
     failed = [e for e in data.evaluations if not e.ok]
     if not failed:
         return ""
-    rows = [[str(e.id), str(e.generation), html.escape(e.operator), e.status, html.escape(e.error)] for e in failed]
+    rows = [[str(e.id), str(e.generation), html.escape(e.operator), str(e.status), html.escape(e.error or "")]
+            for e in failed]
     return (f"<h2>Failed and infeasible evaluations ({len(failed)})</h2><details><summary>show</summary>"
             + _table(["id", "gen", "operator", "status", "reason"], rows, {0, 1}) + "</details>")

@@ -1,9 +1,4 @@
-"""The run report: front, hypervolume, lineage and hyperparameters, derived from the journal.
-
-`report_data(run_dir)` reads a run directory and computes a small `ReportData` (no plotly);
-`render_html(data)` turns it into one self-contained page (plotly.js embedded once, so the file
-opens offline); `write_report` writes it with front.csv and history.csv; `refresh` is what the
-runner calls after each generation. The journal is the truth: everything is recomputed from it.
+"""What the run report shows, computed from the journal's History: a small `ReportData`.   [no plotly]
 
 What is counted, and how:
 - One point per individual: its final record (the highest successive-halving rung it reached).
@@ -26,17 +21,15 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 from evo_nas import pareto
-from evo_nas.errors import RunDirError, UserError
-from evo_nas.genome import Genome, describe, to_dict
-from evo_nas.genome_io import parse_genome
+from evo_nas.config import flat_config
+from evo_nas.errors import RunDirError
+from evo_nas.records import History, Record
 from evo_nas.spaces.hparams import HParamSpace
-from evo_nas.store import RunDir, atomic_write, history_frame, write_csv
+from evo_nas.store import RunDir
 
 BEST_SHARE, BEST_MIN = 0.10, 3  # "the best candidates": the top 10% by accuracy, at least 3
 BORDER = 0.05  # "at the border": within 5% of the range's width from an edge
@@ -48,34 +41,9 @@ FRONT_TRACE = "Pareto front"  # the name the browser test looks for
 
 # -- the data ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Evaluation:
-    """An individual's final record, checked and typed."""
-
-    id: int
-    generation: int
-    operator: str
-    parents: tuple[int, ...]
-    status: str
-    accuracy: float | None
-    macs: int | None
-    params: int | None
-    rung: int
-    cache_of: int | None
-    error: str
-    genome: Genome
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def from_file(self) -> bool:
-        """Seeded from a genome file (genomes/ or the user's own)."""
-        return self.operator.startswith("seed:")
-
-    def result(self) -> dict:
-        return {"status": self.status, "accuracy": self.accuracy, "macs": self.macs, "params": self.params}
+def from_file(record: Record) -> bool:
+    """Seeded from a genome file (genomes/ or the user's own)."""
+    return record.operator.startswith("seed:")
 
 
 @dataclass(frozen=True)
@@ -103,25 +71,25 @@ class Gene:
 class ReportData:
     name: str
     path: str
-    config: dict
+    config: dict  # flat: setting name -> value
     meta: dict
     objectives: tuple[str, ...]
     reference: tuple[float, ...]  # the reference point, in the objectives' order (minimised)
-    individuals: dict[int, Evaluation]  # every individual by id, cache hits included
+    individuals: dict[int, Record]  # every individual's final record by id, cache hits included
     front: tuple[int, ...]  # ids, best accuracy first
     generations: tuple[GenerationStats, ...]
     lineage: dict[int, tuple[int, ...]]  # front id -> it and its ancestors, breadth first
     best: tuple[int, ...]  # the best candidates by accuracy (for the hyperparameter rule)
     genes: tuple[Gene, ...]  # empty unless the run searches hyperparameters
-    records: list[dict]  # the journal as read, for history.csv
+    history: History  # the journal as read, for history.csv
 
     @property
-    def evaluations(self) -> list[Evaluation]:
+    def evaluations(self) -> list[Record]:
         return [e for e in self.individuals.values() if e.cache_of is None]
 
     @property
-    def from_files(self) -> list[Evaluation]:
-        return [e for e in self.evaluations if e.from_file]
+    def from_files(self) -> list[Record]:
+        return [e for e in self.evaluations if from_file(e)]
 
     @property
     def cache_hits(self) -> int:
@@ -132,22 +100,21 @@ def report_data(run_dir: str | os.PathLike | RunDir) -> ReportData:
     """Read a run directory and compute everything the report shows. Raises RunDirError (a
     UserError) for a directory that is not a readable run; writes nothing."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
-    meta, config = run.meta(), run.config()
-    records = run.journal()
+    meta, config = run.meta(), flat_config(run.config())
+    history = run.history()
     objectives = _objectives(run, meta.get("objectives") or config.get("objectives") or pareto.OBJECTIVES)
     reference = _reference(run, meta, objectives)
-    individuals = final_evaluations(records, str(run.journal_file))
-    evaluations = [e for e in individuals.values() if e.cache_of is None]
-    front = run_front(evaluations, objectives)
+    individuals = {r.id: r for r in history.finals()}
+    evaluations = history.evaluations()
+    front = history.front(objectives)
     best = best_candidates(evaluations)
+    hparams = bool(config.get("hparams"))
     return ReportData(
         name=run.path.name, path=str(run.path), config=config, meta=meta, objectives=objectives,
         reference=reference, individuals=individuals, front=tuple(e.id for e in front),
         generations=tuple(generation_stats(evaluations, objectives, reference)),
         lineage={e.id: ancestry(individuals, e.id) for e in front},
-        best=tuple(e.id for e in best),
-        genes=tuple(hparam_genes(best)) if config.get("hparams") else (),
-        records=records)
+        best=tuple(e.id for e in best), genes=tuple(hparam_genes(best)) if hparams else (), history=history)
 
 
 def _objectives(run: RunDir, names) -> tuple[str, ...]:
@@ -163,42 +130,11 @@ def _reference(run: RunDir, meta: dict, objectives: tuple[str, ...]) -> tuple[fl
     return tuple(float(point[o]) for o in objectives)
 
 
-def final_evaluations(records: list[dict], where: str) -> dict[int, Evaluation]:
-    """Each individual's record at the highest rung it reached, by id."""
-    final: dict[int, dict] = {}
-    for r in records:
-        if not isinstance(r["id"], int) or isinstance(r["id"], bool):
-            raise RunDirError(f"{where}: a record with id {r['id']!r}: damaged record")
-        if r["id"] not in final or r.get("rung", 0) >= final[r["id"]].get("rung", 0):
-            final[r["id"]] = r
-    return {i: _evaluation(final[i], where) for i in sorted(final)}
+def normalised_points(evaluations: list[Record], objectives, reference) -> list[pareto.Vector]:
+    return [pareto.normalise(pareto.vector(e.result, objectives), reference) for e in evaluations if e.ok]
 
 
-def _evaluation(r: dict, where: str) -> Evaluation:
-    at = f"{where}: evaluation {r['id']}"
-    if not isinstance(r.get("generation"), int) or r.get("status") not in ("ok", "failed", "infeasible"):
-        raise RunDirError(f"{at}: damaged record (no generation or status)")
-    if r["status"] == "ok" and not all(isinstance(r.get(k), (int, float)) for k in ("accuracy", "macs", "params")):
-        raise RunDirError(f"{at}: damaged record (a successful evaluation without accuracy, macs, params)")
-    return Evaluation(
-        id=r["id"], generation=r["generation"], operator=str(r.get("operator", "")),
-        parents=tuple(r.get("parents") or ()), status=r["status"], accuracy=r.get("accuracy"),
-        macs=r.get("macs"), params=r.get("params"), rung=r.get("rung", 0), cache_of=r.get("cache_of"),
-        error=str(r.get("error") or ""), genome=parse_genome(r.get("genome"), at))
-
-
-def run_front(evaluations: list[Evaluation], objectives: tuple[str, ...]) -> list[Evaluation]:
-    """The non-dominated successful evaluations of the whole run, best accuracy first."""
-    ok = [e for e in evaluations if e.ok]
-    front = [ok[i] for i in pareto.first_front([pareto.vector(e.result(), objectives) for e in ok])]
-    return sorted(front, key=lambda e: (-e.accuracy, e.macs, e.params, e.id))
-
-
-def normalised_points(evaluations: list[Evaluation], objectives, reference) -> list[pareto.Vector]:
-    return [pareto.normalise(pareto.vector(e.result(), objectives), reference) for e in evaluations if e.ok]
-
-
-def generation_stats(evaluations: list[Evaluation], objectives, reference) -> list[GenerationStats]:
+def generation_stats(evaluations: list[Record], objectives, reference) -> list[GenerationStats]:
     """Hypervolume and best accuracy after each generation, cumulative over the run."""
     if not evaluations:
         return []
@@ -214,7 +150,7 @@ def generation_stats(evaluations: list[Evaluation], objectives, reference) -> li
     return stats
 
 
-def ancestry(individuals: dict[int, Evaluation], member: int) -> tuple[int, ...]:
+def ancestry(individuals: dict[int, Record], member: int) -> tuple[int, ...]:
     """`member` and all its ancestors, breadth first; each id once (crossover joins lines)."""
     order, queue, seen = [], deque([member]), {member}
     while queue:
@@ -227,7 +163,7 @@ def ancestry(individuals: dict[int, Evaluation], member: int) -> tuple[int, ...]
     return tuple(order)
 
 
-def best_candidates(evaluations: list[Evaluation]) -> list[Evaluation]:
+def best_candidates(evaluations: list[Record]) -> list[Record]:
     ok = sorted((e for e in evaluations if e.ok), key=lambda e: (-e.accuracy, e.id))
     return ok[: max(BEST_MIN, math.ceil(BEST_SHARE * len(ok)))]
 
@@ -247,7 +183,7 @@ def border_edges(values: list[float], bounds: tuple[float, float], log: bool,
     return [side for side in ("lower", "upper") if 2 * near[side] >= len(values) and edges[side] != limits[side]]
 
 
-def hparam_genes(best: list[Evaluation], space: HParamSpace | None = None) -> list[Gene]:
+def hparam_genes(best: list[Record], space: HParamSpace | None = None) -> list[Gene]:
     """The hyperparameter genes of the run's space, each with its border warning if any."""
     space = space or HParamSpace()  # the runner builds the space with these defaults
     best = [e for e in best if e.genome.hparams is not None]
@@ -269,98 +205,11 @@ def _border_warning(name: str, values: list[float], bounds, edges: list[str]) ->
             f"{bounds[0]:g} to {bounds[1]:g}; the best value may lie outside it, so widen the range")
 
 
-# -- rows for tables (terminal, CSV, JSON) --------------------------------------------------
-
-def front_rows(run_dir: str | os.PathLike | RunDir) -> list[dict]:
-    """The front as JSON-ready rows, best accuracy first."""
-    data = report_data(run_dir)
-    return [_row(data.individuals[i]) for i in data.front]
-
-
-def _row(e: Evaluation) -> dict:
-    return {"id": e.id, "name": e.genome.name, "generation": e.generation, "operator": e.operator,
-            "parents": list(e.parents), "accuracy": e.accuracy, "macs": e.macs, "params": e.params,
-            "description": describe(e.genome), "genome": to_dict(e.genome)}
-
-
-def front_frame(rows: list[dict]):
-    import json
-
-    import pandas as pd
-
-    flat = [{**r, "parents": " ".join(map(str, r["parents"])),
-             "genome": json.dumps(r["genome"], sort_keys=True, separators=(",", ":"))} for r in rows]
-    return pd.DataFrame(flat, columns=["id", "name", "generation", "operator", "parents", "accuracy", "macs",
-                                       "params", "description", "genome"])
-
-
-def print_front(rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console()
-    if not rows:
-        console.print("the front is empty: no successful evaluation yet")
-        return
-    table = Table(title=f"Pareto front ({len(rows)} genomes)", title_justify="left")
-    for column, justify in (("id", "right"), ("gen", "right"), ("accuracy", "right"), ("MACs", "right"),
-                            ("params", "right"), ("operator", "left"), ("genome", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
-    for r in rows:
-        genome = f"{r['name']}: {r['description']}" if r["name"] else r["description"]
-        table.add_row(str(r["id"]), str(r["generation"]), f"{r['accuracy']:.4f}", _si(r["macs"]),
-                      _si(r["params"]), escape(r["operator"]), escape(genome))  # cells print as [..]
-    console.print(table)
-
-
-# -- writing -------------------------------------------------------------------------------
-
-def _si(n: float | None) -> str:
+def si(n: float | None) -> str:
+    """A count as people read it: 3.35M, 528M, 1.2G."""
     if n is None:
         return "-"
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= size:
             return f"{n / size:.3g}{unit}"
     return f"{n:g}"
-
-
-def render_html(data: ReportData) -> str:
-    from evo_nas import report_html
-
-    return report_html.render_html(data)
-
-
-def write_report(run_dir: str | os.PathLike | RunDir, out: str | os.PathLike | None = None) -> Path:
-    """Write report.html, front.csv and history.csv into the run directory, or only the HTML
-    to `out`. Everything is read and rendered before the first byte is written."""
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
-    data = report_data(run)
-    page = render_html(data)
-    if out is None:
-        return _write_run_files(run, data, page)
-    path = Path(out)
-    try:
-        atomic_write(path, page)
-    except OSError as err:
-        raise UserError(f"{path}: cannot write the report ({err.strerror or err})") from None
-    return path
-
-
-def _write_run_files(run: RunDir, data: ReportData, page: str) -> Path:
-    write_csv(history_frame(data.records), run.history_file)
-    write_csv(front_frame([_row(data.individuals[i]) for i in data.front]), run.path / "front.csv")
-    atomic_write(run.path / "report.html", page)
-    return run.path / "report.html"
-
-
-def refresh(run: RunDir) -> None:
-    """Rewrite the report after a generation. A run directory or disk problem becomes a
-    warning, never a failed run: the search matters more than its report. Bugs still raise."""
-    try:
-        data = report_data(run)
-        _write_run_files(run, data, render_html(data))
-    except (UserError, OSError) as err:
-        warnings.warn(f"{run.path}: report not refreshed ({err})", stacklevel=2)
-
-

@@ -1,0 +1,143 @@
+"""The cell space's network: DARTS' NetworkCIFAR, exactly as docs/reference-cells.md describes.   [torch]
+
+Choices of ours:
+- Blocks that cannot reach a cell's output are not built (`live_states`), nor is a cell input
+  projection that no live block reads, nor a whole cell whose output no later live cell (or,
+  with `auxiliary`, the auxiliary head) reads. Such parts could not change the output, so they
+  add no parameters and no MACs; genomes with equal canonical keys build the same network up to
+  the order of its ops.
+- Auxiliary head after cell `2*depth//3`: DARTS' AuxiliaryHeadCIFAR. Its pool is DARTS'
+  AvgPool(5, stride 3) where that gives a 2x2 map (maps of 8..10 pixels, as CIFAR's 8x8);
+  otherwise an adaptive average pool to 2x2 (e.g. the 7x7 map of a 28x28 input), so the 2x2
+  conv always yields 768 features.
+- Drop path (`skeleton.drop_path > 0`) drops each non-identity branch op in training, as DARTS.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from evo_nas.config import Skeleton
+from evo_nas.nets import Network, halve, head
+from evo_nas.ops import OPS, DropPath, FactorizedReduce, ReLUConvBN
+from evo_nas.spaces.base import reduction_layers
+from evo_nas.spaces.cells import Cell, CellGenome, live_states
+
+
+def build(genome: CellGenome, skeleton: Skeleton, dropout: float) -> Network:
+    return CellNetwork(genome, skeleton, dropout)
+
+
+class CellModule(nn.Module):
+    """One cell: (s0 from cell k-2, s1 from cell k-1) -> concat of the output states."""
+
+    def __init__(self, cell: Cell, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
+                 drop_path: float):
+        super().__init__()
+        live = live_states(cell)
+        pre0 = FactorizedReduce(C_pp, C) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0)
+        self.preprocess0 = pre0 if 0 in live else None
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0) if 1 in live else None
+        self.ops = nn.ModuleList()
+        plan = []  # (state made, input of ops[2k], input of ops[2k+1]) for each live block
+        for i, block in enumerate(cell.blocks):
+            if i + 2 not in live:
+                continue
+            for branch in block.branches:
+                stride = 2 if reduction and branch.input < 2 else 1
+                self.ops.append(OPS[branch.op](C, stride, True))
+            plan.append((i + 2, block.left.input, block.right.input))
+        self.plan = tuple(plan)
+        self.concat = cell.output_states()
+        self.n_states = len(cell.blocks) + 2
+        # Which ops drop path wraps: all but identities, as DARTS.
+        self.drop = DropPath(drop_path) if drop_path > 0 else None
+        self.dropped = tuple(not isinstance(op, nn.Identity) for op in self.ops)
+
+    def forward(self, s0: torch.Tensor | None, s1: torch.Tensor | None) -> torch.Tensor:
+        states: list[torch.Tensor | None] = [None] * self.n_states
+        if self.preprocess0 is not None:
+            states[0] = self.preprocess0(s0)
+        if self.preprocess1 is not None:
+            states[1] = self.preprocess1(s1)
+        for k, (out, a, b) in enumerate(self.plan):
+            states[out] = self._branch(2 * k, states[a]) + self._branch(2 * k + 1, states[b])
+        return torch.cat([states[s] for s in self.concat], dim=1)
+
+    def _branch(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        h = self.ops[i](x)
+        if self.drop is not None and self.dropped[i]:
+            h = self.drop(h)
+        return h
+
+
+class DeadCell(nn.Module):
+    """A cell no live part of the network reads: nothing is built, nothing is computed."""
+
+    def forward(self, s0, s1):
+        return None
+
+
+class AuxiliaryHead(nn.Sequential):
+    """DARTS' AuxiliaryHeadCIFAR on a (N, C, H, W) map -> (N, classes); see the module doc."""
+
+    def __init__(self, C: int, size: tuple[int, int], classes: int):
+        darts_pool = all(8 <= s <= 10 for s in size)  # AvgPool(5, 3) -> 2x2 exactly there
+        pool = (nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False) if darts_pool
+                else nn.AdaptiveAvgPool2d(2))
+        super().__init__(
+            nn.ReLU(inplace=False), pool,
+            nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=False),
+            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=False),
+            nn.Flatten(), nn.Linear(768, classes),
+        )
+
+
+class CellNetwork(Network):
+    def __init__(self, genome: CellGenome, sk: Skeleton, dropout: float):
+        super().__init__()
+        C = sk.init_channels
+        C_stem = sk.stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(sk.input_shape[0], C_stem, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(C_stem))
+        reduce_at = reduction_layers(sk.depth, sk.reductions)
+        self.aux_at = 2 * sk.depth // 3 if sk.auxiliary else -1
+        live = _live_cells(genome, sk.depth, reduce_at, self.aux_at)
+        size = sk.input_shape[1:]
+        C_pp, C_p, reduction_prev = C_stem, C_stem, False
+        cells = []
+        for i in range(sk.depth):
+            reduction = i in reduce_at
+            if reduction:
+                C, size = 2 * C, halve(size)
+            cell = genome.reduce if reduction else genome.normal
+            cells.append(CellModule(cell, C_pp, C_p, C, reduction, reduction_prev, sk.drop_path)
+                         if i in live else DeadCell())
+            C_pp, C_p, reduction_prev = C_p, len(cell.output_states()) * C, reduction
+            if i == self.aux_at:
+                self.auxiliary_head = AuxiliaryHead(C_p, size, sk.classes)
+        self.cells = nn.ModuleList(cells)
+        self.classifier = head(C_p, sk.classes, dropout)
+        self.drop_path_max = self._drop_path_prob = sk.drop_path
+
+    def forward(self, x: torch.Tensor):
+        s0 = s1 = self.stem(x)
+        aux = None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1)
+            if i == self.aux_at and self.training:
+                aux = self.auxiliary_head(s1)
+        logits = self.classifier(s1.mean(dim=(2, 3)))
+        return logits if aux is None else (logits, aux)
+
+
+def _live_cells(genome: CellGenome, depth: int, reduce_at: frozenset[int], aux_at: int) -> set[int]:
+    """Cells whose output reaches the classifier (or the auxiliary head, at cell aux_at)."""
+    live = {depth - 1, aux_at} - {-1}
+    for i in range(depth - 1, -1, -1):
+        if i not in live:
+            continue
+        used = live_states(genome.reduce if i in reduce_at else genome.normal)
+        live.update(i - 2 + s for s in (0, 1) if s in used)  # cell -1, -2: the stem
+    return live

@@ -1,0 +1,213 @@
+"""What evaluations produced: `Status`, `Result`, the journal's `Record`, and `History`, the
+journal replayed once.   [stdlib]
+
+A Record is one journal line: who (id, rung, generation, genome, parents, operator), what
+came out (its Result) and, for a network met before, which evaluation it reused (`cache_of`).
+History answers the questions every reader of a run asks: each individual's final record
+(its highest successive-halving rung), the first evaluation of a network, the front.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from enum import Enum
+
+from evo_nas import pareto
+from evo_nas.errors import GenomeError, RunDirError
+from evo_nas.genome import Genome
+from evo_nas.spaces import parse_genome
+
+
+class Status(str, Enum):
+    OK = "ok"  # trained and measured
+    FAILED = "failed"  # out of memory, NaN loss, time limit, an exception: the reason is in `error`
+    INFEASIBLE = "infeasible"  # over a MAC or parameter limit: counted, not trained
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one evaluation produced. Fields a status does not have are None (and absent
+    from the journal line)."""
+
+    status: Status
+    accuracy: float | None = None  # validation accuracy, a fraction
+    macs: int | None = None  # multiply-adds per image
+    params: int | None = None  # trainable parameters, auxiliary head excluded
+    train_loss: float | None = None
+    epochs: float | None = None  # epochs actually trained
+    error: str | None = None  # why it failed or is infeasible: one line
+    device: str | None = None
+    path: str | None = None  # "graph" or "eager"
+    fallback: str | None = None  # why a CUDA training did not use a graph ("" if it did)
+    precision: str | None = None
+    images_per_s: float | None = None
+    wall_time: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name).value if f.name == "status" else getattr(self, f.name)
+                for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Result:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: Status(v) if k == "status" else v for k, v in d.items() if k in known})
+
+
+RESULT_FIELDS = tuple(f.name for f in fields(Result))
+TIMING_FIELDS = ("wall_time", "images_per_s", "finished")  # differ between otherwise identical runs
+
+
+@dataclass(frozen=True)
+class Record:
+    """One journal line: an individual's evaluation at one rung, or a cache hit."""
+
+    id: int
+    generation: int
+    genome: Genome
+    key: str
+    result: Result
+    rung: int = 0
+    parents: tuple[int, ...] = ()
+    operator: str = ""
+    cache_of: int | None = None  # the evaluation whose result this network already had
+    finished: str | None = None  # local time the line was written
+    extra: dict = field(default_factory=dict, compare=False)  # fields of other versions, kept as read
+
+    @property
+    def status(self) -> Status:
+        return self.result.status
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    @property
+    def trained(self) -> bool:
+        """Whether it trained a network (budget counts these): not a cache hit, not infeasible."""
+        return self.cache_of is None and self.result.status is not Status.INFEASIBLE
+
+    def __getattr__(self, name: str):  # record.accuracy, record.macs, ...: its result's
+        if name in RESULT_FIELDS:
+            return getattr(self.result, name)
+        raise AttributeError(name)
+
+    def to_json(self) -> dict:
+        out = {"id": self.id, "rung": self.rung, "generation": self.generation, "key": self.key,
+               "genome": self.genome.to_dict(), "parents": list(self.parents), "operator": self.operator,
+               **self.extra, **self.result.to_json()}
+        for name in ("cache_of", "finished"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
+
+    @classmethod
+    def from_json(cls, d: object, where: str) -> Record:
+        """A journal line's record, checked; RunDirError (one line, naming `where`) if damaged."""
+        if not isinstance(d, dict):
+            raise RunDirError(f"{where}: not an evaluation record")
+        try:
+            return cls._from_json(d, where)
+        except (GenomeError, KeyError, TypeError, ValueError) as err:
+            raise RunDirError(f"{where}: damaged record ({_why(err)})") from None
+
+    @classmethod
+    def _from_json(cls, d: dict, where: str) -> Record:
+        for name in ("id", "generation"):
+            if not _is_int(d.get(name)):
+                raise ValueError(f"{name} must be an integer, got {d.get(name)!r}")
+        if not _is_int(d.get("rung", 0)) or (d.get("cache_of") is not None and not _is_int(d["cache_of"])):
+            raise ValueError("rung and cache_of must be integers")
+        result = Result.from_json(d)
+        if result.ok and not all(_is_number(getattr(result, k)) for k in ("accuracy", "macs", "params")):
+            raise ValueError("a successful evaluation without accuracy, macs and params")
+        for name in ("accuracy", "macs", "params", "train_loss", "epochs", "wall_time", "images_per_s"):
+            if getattr(result, name) is not None and not _is_number(getattr(result, name)):
+                raise ValueError(f"{name} must be a number")
+        parents = d.get("parents") or ()
+        if not isinstance(parents, list | tuple) or not all(_is_int(p) for p in parents):
+            raise ValueError("parents must be a list of ids")
+        known = {"id", "rung", "generation", "key", "genome", "parents", "operator", "cache_of", "finished",
+                 *RESULT_FIELDS}
+        return cls(id=d["id"], generation=d["generation"], genome=parse_genome(d.get("genome"), "genome"),
+                   key=str(d.get("key", "")), result=result, rung=d.get("rung", 0), parents=tuple(parents),
+                   operator=str(d.get("operator", "")), cache_of=d.get("cache_of"), finished=d.get("finished"),
+                   extra={k: v for k, v in d.items() if k not in known})
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _why(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text.removeprefix("genome: ")
+
+
+class History:
+    """Every record of a run, replayed once; answers final(id), by_key(key), front(objectives)."""
+
+    def __init__(self, records: Iterable[Record] = ()):
+        self.records: list[Record] = []
+        self._final: dict[int, Record] = {}  # id -> its record at the highest rung so far
+        self._first: dict[str, int] = {}  # canonical key -> id of its first evaluation
+        for record in records:
+            self.add(record)
+
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+        old = self._final.get(record.id)
+        if old is None or record.rung >= old.rung:
+            self._final[record.id] = record
+        if record.cache_of is None:
+            self._first.setdefault(record.key, record.id)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def final(self, ident: int) -> Record | None:
+        return self._final.get(ident)
+
+    def finals(self) -> list[Record]:
+        """Each individual's final record, by id; cache hits included."""
+        return [self._final[i] for i in sorted(self._final)]
+
+    def evaluations(self) -> list[Record]:
+        """Final records of the individuals that were evaluated (not served from the cache)."""
+        return [r for r in self.finals() if r.cache_of is None]
+
+    def by_key(self, key: str) -> Record | None:
+        """The final record of the first evaluation of the network `key` names."""
+        ident = self._first.get(key)
+        return None if ident is None else self._final[ident]
+
+    def trained(self) -> int:
+        """Evaluations that trained a network: what a budget counts (rung 0 only)."""
+        return sum(1 for r in self.records if r.trained and r.rung == 0)
+
+    def cache_hits(self) -> int:
+        return sum(1 for r in self.records if r.cache_of is not None)
+
+    def front(self, objectives: Sequence[str]) -> list[Record]:
+        """The run-wide Pareto front over successful evaluations, best accuracy first."""
+        return front(self.evaluations(), objectives)
+
+
+def front(records: Iterable[Record], objectives: Sequence[str]) -> list[Record]:
+    """The non-dominated successful records for `objectives`, best accuracy first (ties:
+    fewer MACs, fewer params, lower id)."""
+    ok = [r for r in records if r.ok]
+    members = [ok[i] for i in pareto.first_front([pareto.vector(r.result, objectives) for r in ok])]
+    return sorted(members, key=lambda r: (-r.accuracy, r.macs, r.params, r.id))
