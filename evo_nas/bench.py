@@ -40,7 +40,7 @@ class BenchConfig:
     epochs: float | None = None  # None: the proxy's (GPU: 2) or 1 on the CPU
     train_limit: int | None = None  # None: the proxy's (GPU: the whole split); CPU: 512
     in_flight: tuple[int, ...] = (1, 2, 4)  # candidates in flight per process (CUDA streams)
-    loader_workers: int = 4  # reference DataLoader workers, as in performance-notes.md
+    loader_workers: int = 4  # reference DataLoader workers, as in docs/performance.md
     seed: int = 0
     out: str = "bench-out"
 

@@ -1,17 +1,4 @@
-"""Canonical form of a small labelled DAG, up to renumbering of its nodes.   [stdlib only]
-
-Every search space reduces a genome to such a graph (nodes: blocks, layers or cell nodes;
-edges: labelled by the operation they apply) and keys it with `canonical_form`. Two graphs
-get the same form exactly when they are isomorphic, so dedup over a run never merges two
-different networks.
-
-How: node colours are refined from labels and neighbourhoods (colour refinement; the colours
-are isomorphism-invariant). The form is the lexicographically smallest serialisation over all
-topological orders that always place an available node of the smallest colour next. That
-set of orders is defined invariantly, so isomorphic graphs produce the same set of
-serialisations; and a serialisation spells out the whole graph, so different graphs can never
-share one. Ties between nodes of equal colour are branched on, except between twins (same
-label, same in- and out-edges), which are interchangeable.
+"""Canonical form of a small labelled DAG, up to renumbering of its nodes (docs/design.md).   [stdlib only]
 """
 
 from __future__ import annotations

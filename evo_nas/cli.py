@@ -56,7 +56,7 @@ def config_options(names):
     """One click option per named config setting, help and default from the field."""
     def decorate(func):
         for name in reversed(list(names)):
-            _, f = configs.LEAVES[name]
+            _, f = configs.leaves()[name]
             flag = "--" + name.replace("_", "-")
             help_text = f"{f.metadata.get('help', '')} [default: {_default_text(name, f)}]"
             if str(f.type).startswith("bool"):
@@ -68,7 +68,7 @@ def config_options(names):
     return decorate
 
 
-RUN_OPTIONS = [name for name, (_, f) in configs.LEAVES.items() if f.metadata.get("cli", True)]
+RUN_OPTIONS = [name for name, (_, f) in configs.leaves().items() if f.metadata.get("cli", True)]
 
 
 def _load_config_file(ctx: click.Context, _param, value: str | None):

@@ -204,12 +204,12 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class SpaceConfig:
-    space: str = setting("cells", "search space", spaces.NAMES)
+    space: str = setting("cells", f"search space: {', '.join(spaces.NAMES)}")
     hparams: bool = setting(False, "search learning rate, weight decay, dropout and optimizer too")
     options: dict = setting(None, "the space's own options", cli=False)  # name -> value, see spaces
 
     def __post_init__(self):
-        _choices(self)
+        spaces.entry(self.space)
         object.__setattr__(self, "options", dict(self.options or {}))
         space = self.make(Skeleton())  # checks the options against the space
         object.__setattr__(self, "options", {f.name: getattr(space, f.name) for f in space.options()})
@@ -263,8 +263,9 @@ RESUMABLE = {"generations", "budget", "backend", "workers", "slots_per_gpu", "ra
              "name", "data_dir"}
 
 
-def _leaves() -> dict[str, tuple[str, dataclasses.Field]]:
-    """Flat name -> (group, field), the space options included (group "space.options")."""
+def leaves() -> dict[str, tuple[str, dataclasses.Field]]:
+    """Flat name -> (group, field), the options of every registered space included (group
+    "space.options")."""
     out: dict[str, tuple[str, dataclasses.Field]] = {}
     for group, cls in GROUPS.items():
         for f in fields(cls):
@@ -274,9 +275,6 @@ def _leaves() -> dict[str, tuple[str, dataclasses.Field]]:
         for f in entry.space.options():
             out.setdefault(f.name, ("space.options", f))
     return out
-
-
-LEAVES = _leaves()
 
 
 def preset(name: str, device: str, space: str) -> Any:
@@ -305,7 +303,7 @@ def _resolved(given: dict[str, Any], device: str, data_shape, cpu_threads: int |
     space = given.get("space", SpaceConfig.space)
     spaces.entry(space)
     values: dict[str, Any] = {}
-    for name, (group, _) in LEAVES.items():
+    for name, (group, _) in leaves().items():
         if name in given:
             values[name] = given[name]
         elif group == "skeleton" and name in ("init_channels", "depth"):
@@ -338,8 +336,8 @@ def flatten(data: dict[str, Any], where: str) -> dict[str, Any]:
             flat.update(flatten(value, where))
         elif name == "options" and isinstance(value, dict):
             flat.update(flatten(value, where))
-        elif name in LEAVES:
-            flat[name] = _coerce(LEAVES[name][1], value, where)
+        elif name in leaves():
+            flat[name] = _coerce(leaves()[name][1], value, where)
         else:
             raise ConfigError(f"{where}: {key}: unknown setting (see `evonas run --help`)")
     return flat
@@ -349,7 +347,7 @@ def _build(values: dict[str, Any]) -> RunConfig:
     parts: dict[str, dict] = {group: {} for group in GROUPS}
     options = {}
     for name, value in values.items():
-        group, _ = LEAVES[name]
+        group, _ = leaves()[name]
         (options if group == "space.options" else parts[group])[name] = value
     parts["space"]["options"] = options
     built = {group: GROUPS[group](**kw) for group, kw in parts.items()}
@@ -373,34 +371,20 @@ def _cores() -> int:
 
 def to_dict(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     """The nested form config.yaml holds: one section per group, every value concrete."""
-    out = {}
-    for group in GROUPS:
-        part = getattr(cfg, group)
-        section = {}
-        for f in fields(part):
-            value = getattr(part, f.name)
-            section[f.name] = _plain(value)
-        out[group] = section
-    return out
+    return {group: {f.name: _plain(getattr(getattr(cfg, group), f.name)) for f in fields(getattr(cfg, group))}
+            for group in GROUPS}
 
 
 def flat(cfg: RunConfig) -> dict[str, Any]:
     """Flat name -> plain value, the space options included."""
-    out = {}
-    for section in to_dict(cfg).values():
-        for name, value in section.items():
-            if name == "options":
-                out.update(value)
-            else:
-                out[name] = value
-    return out
+    return flat_config(to_dict(cfg))
 
 
 def flat_config(config: dict) -> dict:
     """config.yaml's sections as one mapping of setting names (the space's options included)."""
     out = {}
     for key, value in config.items():
-        out.update(flat_config(value) if isinstance(value, dict) and key != "input_shape" else {key: value})
+        out.update(flat_config(value) if isinstance(value, dict) else {key: value})
     return out
 
 

@@ -1,26 +1,5 @@
-"""Files for people and other tools: a run's genomes, and a trained model as ONNX.
-
-`export_run` writes genome files of a run's evaluations (or of its Pareto front only) and a
-summary.csv, derived from the journal like every other table. `export_onnx` writes a model as
-ONNX and `onnx_parity` measures how far onnxruntime's outputs are from PyTorch's.
-
-Decisions, and why:
-- What is exported: each individual's final record (its highest successive-halving rung).
-  Cache hits are left out: their network is the same as the evaluation they reuse, which is
-  exported already. Without --front, failed and infeasible evaluations are exported too (their
-  status is in the table): a genome that failed the proxy may still be worth a look.
-- The front is the report's: non-dominated sorting over every successful evaluation of the
-  run, for the run's objectives, best accuracy first (ties: fewer MACs, fewer params, lower id).
-- File names say rank and id (`front-01-id17.yaml`, `id23.yaml` off the front), so `ls` lists
-  the front first, best first. A genome file's `source` says which run and evaluation it came
-  from, in the `RUN_DIR#ID` form `evonas train` accepts.
-- Nothing is overwritten: every target is checked before the first file is written, so a
-  refused export leaves the folder as it was.
-- ONNX: the TorchScript exporter (`dynamo=False` where torch has the switch; the only exporter
-  in torch 2.4's `torch.onnx.export`), opset 17, a dynamic batch axis. It needs only the `onnx`
-  package; the dynamo exporter, the default since torch 2.9, also needs `onnxscript`, which the
-  export extra does not carry. Our networks are plain feed-forward code without data-dependent
-  branches, which is what tracing captures exactly; the parity check is there to prove it.
+"""Files for people and other tools: a run's genomes (`export_run`), and a trained model as ONNX
+(`export_onnx`, `onnx_parity`). docs/report.md says what is exported and why.
 """
 
 from __future__ import annotations
@@ -37,7 +16,7 @@ from evo_nas import pareto
 from evo_nas.config import flat_config
 from evo_nas.errors import ConfigError, RunDirError
 from evo_nas.files import atomic_write
-from evo_nas.genome_io import dumps
+from evo_nas.genome_io import save_genome
 from evo_nas.records import Record
 from evo_nas.store import RunDir
 
@@ -73,7 +52,7 @@ def export_run(run_dir: str | os.PathLike, front_only: bool = False,
     except OSError as err:
         raise ConfigError(f"{folder}: cannot create the export folder ({err.strerror})") from None
     for r in chosen:
-        atomic_write(folder / names[r.id], dumps(genomes[r.id]))
+        save_genome(genomes[r.id], folder / names[r.id])
     rows = [_summary_row(r, genomes[r.id], rank.get(r.id), names[r.id]) for r in chosen]
     atomic_write(folder / "summary.csv", _csv(rows))
     return targets

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import platform
 import re
 import sys
 import time
@@ -19,13 +20,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from evo_nas import spaces
+from evo_nas.build import build
+from evo_nas.checkpoint import load_model, load_state, read_info, save_checkpoint, save_model
 from evo_nas.config import Skeleton, TrainConfig, flat_config
 from evo_nas.errors import ConfigError, Interrupted, RunDirError, UserError
+from evo_nas.evaluate.count import count_macs, count_params
+from evo_nas.evaluate.data import load_dataset, subset
+from evo_nas.evaluate.device_data import on_device
+from evo_nas.evaluate.devices import available, torch_device
+from evo_nas.evaluate.engine import Trainer, TrainingFailed, evaluate, lr_factor
+from evo_nas.exporting import ONNX_OPSET, export_onnx, onnx_parity
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import dumps, load_genome
 from evo_nas.spaces import parse_genome
+from evo_nas.store import RunDir
 
 # The training recipe: DARTS-V2 at C=16, 8 cells reached 93.9% Fashion-MNIST test accuracy in 20
 # one-cycle epochs (docs/performance.md); the final cell network has 12x its MACs (403M vs 33M
@@ -150,7 +163,6 @@ def resolve_target(target: str) -> tuple[Genome, dict | None, str]:
 
 
 def _from_run(target: str, run_text: str, id_text: str) -> tuple[Genome, dict, str]:
-    from evo_nas.store import RunDir
 
     run = RunDir.open(run_text)
     try:
@@ -221,7 +233,6 @@ def _stderr(line: str) -> None:
 def run(cfg: FullTrainConfig, log: Callable[[str], None] | None = _stderr) -> FullTrainResult:
     """Train (or continue, or just report) the training `cfg` describes in cfg.out."""
     log = log or (lambda line: None)
-    _require("safetensors", "checkpoints and weights")
     if cfg.onnx:
         _require("onnx", "the ONNX export")
     out = Path(cfg.out)
@@ -244,8 +255,6 @@ def _require(module: str, what: str) -> None:
 def open_out(out: Path, cfg: FullTrainConfig) -> dict | None:
     """None for a fresh training, else the JSON of the checkpoint in `out`. Refuses a folder of
     something else, or of another configuration. Creates nothing."""
-    from evo_nas.checkpoint import read_info
-
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a folder; choose another --out")
     if not (out / "checkpoint.safetensors").is_file():
@@ -272,13 +281,7 @@ def _flat(data: dict) -> dict:
 
 
 def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log) -> FullTrainResult:
-    import torch
 
-    from evo_nas.build import build
-    from evo_nas.checkpoint import load_state, save_model
-    from evo_nas.evaluate.count import count_macs, count_params
-    from evo_nas.evaluate.data import load_dataset
-    from evo_nas.evaluate.devices import available, torch_device
 
     started = time.perf_counter()
     device = torch_device(available(cfg.device))
@@ -312,12 +315,6 @@ def device_data(dataset, cfg: FullTrainConfig, device):
     """The training split (all of it, or a seeded subset) and the test split, on the device.
     Training images in bf16 on CUDA (as the search; they are trained under bf16 autocast), the
     test images in float32 everywhere: the final accuracy is the float32 model's."""
-    import numpy as np
-    import torch
-
-    from evo_nas.evaluate.data import subset
-    from evo_nas.evaluate.device_data import on_device
-
     train_idx = test_idx = None
     if cfg.train_limit:
         train_idx = subset(np.arange(len(dataset.y_train)), cfg.train_limit, cfg.seed)
@@ -335,9 +332,6 @@ def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | 
                  started: float, counts: dict, log):
     """The epochs from the checkpoint's (or the first) to cfg.epochs, a checkpoint after each.
     Returns (trainer, history, training seconds over all sessions)."""
-    from evo_nas.checkpoint import save_checkpoint
-    from evo_nas.evaluate.engine import Trainer, TrainingFailed, evaluate
-
     trainer = Trainer(model, data, cfg.train, device, cfg.seed, hparams=cfg.hparams(),
                       total=data.num_batches(cfg.train.batch_size) * cfg.epochs)
     if state is not None:
@@ -368,7 +362,7 @@ def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | 
             seconds += elapsed
             info = {"epoch": epoch + 1, "epochs": cfg.epochs, "config": to_json(cfg), "history": history,
                     "train_seconds": seconds, "wall_seconds": (saved["wall_seconds"] if saved else 0.0)
-                    + time.perf_counter() - started, "torch": _torch_version()}
+                    + time.perf_counter() - started, "torch": torch.__version__}
             save_checkpoint(out / "checkpoint.safetensors", info, trainer.state_dict())
             atomic_write(out / "checkpoint.json", json.dumps({**info, "step": trainer.step}, indent=2,
                                                              sort_keys=True) + "\n")
@@ -379,15 +373,7 @@ def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | 
 
 
 def _lr_factor(cfg: FullTrainConfig, trainer, step: int) -> float:
-    from evo_nas.evaluate.engine import lr_factor
-
     return lr_factor(step, trainer.total, cfg.train.schedule, cfg.train.warmup)
-
-
-def _torch_version() -> str:
-    import torch
-
-    return torch.__version__
 
 
 def _start_line(cfg: FullTrainConfig, device, epoch: int, counts: dict, images: int) -> str:
@@ -415,9 +401,6 @@ def _duration(seconds: float) -> str:
 
 def export_model(out: Path, skeleton: Skeleton) -> dict:
     """model.onnx from model.safetensors (which it thereby checks), and its parity with torch."""
-    from evo_nas.checkpoint import load_model
-    from evo_nas.exporting import ONNX_OPSET, export_onnx, onnx_parity
-
     model = load_model(out / "model.safetensors")
     export_onnx(model, skeleton.input_shape, out / "model.onnx")
     diff = None
@@ -428,9 +411,7 @@ def export_model(out: Path, skeleton: Skeleton) -> dict:
 
 def _metrics(cfg, skeleton, counts, trainer, history, seconds, accuracy: float, train_images: int,
              test_images: int, onnx, device, wall: float) -> dict:
-    import platform
 
-    import torch
 
     hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
                 else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")

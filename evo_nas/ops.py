@@ -1,15 +1,4 @@
-"""Operations by name: name -> nn.Module constructor, as in DARTS' `operations.py`.   [torch]
-
-`OPS[name](C, stride, affine)` builds one branch op of the cell space (C channels in and out);
-`NB201_OPS_TABLE[name](C, stride, affine)` one edge op of NAS-Bench-201. The definitions follow
-reference/known-cells.md exactly: all convolutions bias-free, every BN keeps running stats.
-
-One deliberate difference from the DARTS code, invisible at even sizes: `FactorizedReduce`
-shifts its second path by zero-padding the bottom/right edge (as NAS-Bench-201 does) instead of
-cropping, so both paths give ceil(H/2) rows and odd maps (7x7 from 28x28 inputs) work.
-
-Nothing here reads tensor values on the host (no `.item()`, no data-dependent branches), so
-the ops can be captured in a CUDA graph.
+"""Operations by name: name -> nn.Module constructor, as in DARTS' `operations.py` (docs/design.md).   [torch]
 """
 
 from __future__ import annotations

@@ -1,15 +1,5 @@
-"""A run directory: resolved config, append-only journal, atomic snapshots, derived tables.
-
-    runs/<name>/
-      config.yaml      the resolved configuration (every value concrete)
-      meta.json        format version, seed, hypervolume reference point
-      journal.jsonl    one line per evaluation, appended and fsynced as each finishes: the truth
-      snapshots/       gen-00003.json: population ids, generation, RNG states (atomic writes)
-      history.csv      every evaluation as a table, derived from the journal
-      front.csv, report.html   (written by the report)
-
-Nothing here is pickled; every file is text a person can read. Writes that replace a file go
-through evo_nas.files.atomic_write, so a crash leaves the old or the new version.
+"""A run directory: resolved config, append-only journal, atomic snapshots, derived tables
+(docs/design.md lists its files).
 """
 
 from __future__ import annotations
@@ -164,10 +154,6 @@ class RunDir:
                 pass
             warnings.warn(f"{path}: damaged snapshot, falling back to the previous one", stacklevel=2)
         return out
-
-    def latest_snapshot(self) -> dict | None:
-        snapshots = self.snapshots()
-        return snapshots[0] if snapshots else None
 
     def _snapshots(self) -> list[Path]:
         return sorted(self.snapshot_dir.glob("gen-*.json"))

@@ -1,24 +1,6 @@
 """Search quality, measured: every algorithm, many seeds, one budget, on the NAS-Bench-201 table.
 
-`run_study(cfg)` runs each algorithm of `cfg.algorithms` once per seed through a `TableSearch`,
-an `algorithms.Search` whose evaluations are table lookups (evo_nas.nb201_table): the fitness is
-the 12-epoch validation accuracy; the architecture a search returns is the best by that fitness
-among everything it evaluated, reported with its 200-epoch test accuracy (the benchmark's
-protocol). The budget counts distinct networks (canonical keys), as `runner.RunSearch` counts
-networks trained: a child isomorphic to one already evaluated is served from the record for free.
-
-Per algorithm the summary gives:
-- mean ± std (over seeds) of the returned architecture's 200-epoch test accuracy;
-- the mean hypervolume of (validation error, params) over everything a search evaluated, and
-  its gap to the hypervolume of all 15,625 cells. The reference point is fixed per data set:
-  error 1.0 and 1.1 x the largest parameter count of the space (so the largest cells add
-  volume too); volumes are fractions of that box;
-- evaluations to match random search: the first evaluation count at which the algorithm's mean
-  (over seeds) incumbent test accuracy reaches random search's mean final test accuracy (the
-  incumbent: the best-by-validation network so far), and how many seeds reach it on their own.
-The CSV has one row per (algorithm, seed); its `evals_to_match` is that seed's first evaluation
-count reaching the same target (empty: never). The HTML shows the mean best-so-far curves with
-a ±1 std band.   [stdlib; plotly lazily]
+The protocol and what the summary holds are in docs/study.md.   [stdlib; plotly for the page]
 """
 
 from __future__ import annotations

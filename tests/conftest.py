@@ -1,4 +1,4 @@
-"""Shared test settings: the repo root on sys.path, paths to shared reference data."""
+"""Test settings: the repo root on sys.path, where the genome files are."""
 
 import os
 import sys
@@ -9,7 +9,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 GENOMES = ROOT / "genomes"
-SHARED = Path(os.environ.get("EVONAS_SHARED", ROOT.parent / "shared"))
 
 # CPU results are reproducible only at a fixed thread count.
 os.environ.setdefault("OMP_NUM_THREADS", "2")

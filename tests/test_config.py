@@ -68,7 +68,7 @@ def test_the_resolved_config_round_trips_through_its_sections():
 
 
 def test_every_setting_has_one_name_and_a_help_line():
-    for name, (_group, f) in configs.LEAVES.items():
+    for name, (_group, f) in configs.leaves().items():
         assert f.metadata.get("help"), name
     space_options = {f.name for entry in spaces.REGISTRY.values() for f in entry.space.options()}
     plain = {f.name for cls in configs.GROUPS.values() for f in dataclasses.fields(cls)}

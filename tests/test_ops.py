@@ -1,4 +1,4 @@
-"""The op tables against reference/known-cells.md: shapes, structure, parameter counts."""
+"""The op tables against docs/reference-cells.md: shapes, structure, parameter counts."""
 
 import pytest
 import torch

@@ -56,7 +56,7 @@ def test_a_run_writes_what_it_promises(reference):
     assert config["backend"]["device"] == "cpu" and config["search"]["population"] == 4
     assert config["stop"]["generations"] == 3 and config["skeleton"]["input_shape"] == [1, 28, 28]
     assert sorted(p.name for p in run.snapshot_dir.iterdir()) == [f"gen-0000{g}.json" for g in (1, 2, 3)]
-    snapshot = run.latest_snapshot()
+    snapshot = run.snapshots()[0]
     assert snapshot["generation"] == 3 and snapshot["next_id"] == 16 and len(snapshot["population"]) == 4
     assert {"rng", "python_rng"} <= set(snapshot)
     assert len(run.history_file.read_text().splitlines()) == 17
@@ -166,7 +166,7 @@ def test_config_file_then_flags(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["run", "--population", "abc"], "Invalid value for '--population'"),
     (["run", "--population", "0"], "population: must be positive"),
-    (["run", "--space", "graphs"], "Invalid value for '--space'"),
+    (["run", "--space", "graphs"], "space: must be one of cells, layers, nb201"),
     (["run", "--dataset", "mnist", "--data-dir", "/nonexistent"], "mnist"),
     (["run", "--seed-genomes", "nope.yaml"], "nope.yaml: no such genome file"),
     (["run", "--config", "missing.yaml"], "missing.yaml: cannot read config file"),

@@ -76,10 +76,10 @@ def test_snapshots_fall_back_to_the_previous_one(tmp_path):
     for g in range(5):
         run.save_snapshot(g, {"generation": g})
     assert len(list(run.snapshot_dir.glob("gen-*.json"))) == 3
-    assert run.latest_snapshot()["generation"] == 4
+    assert run.snapshots()[0]["generation"] == 4
     (run.snapshot_dir / "gen-00004.json").write_text('{"generation": 4, "po')
     with pytest.warns(UserWarning, match="damaged snapshot"):
-        assert run.latest_snapshot()["generation"] == 3
+        assert run.snapshots()[0]["generation"] == 3
 
 
 def test_history_is_sorted_by_id_and_rung():

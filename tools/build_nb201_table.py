@@ -1,8 +1,9 @@
-"""Build evo_nas/data/nb201.csv.gz, the packaged NAS-Bench-201 table, from the shared data.
+"""Build evo_nas/data/nb201.csv.gz, the packaged NAS-Bench-201 table, from the public data.
 
-Run once from the repository root (a few seconds):
+Run once from the repository root (a few seconds), SOURCE being a folder with the two CSV files
+evo_nas/data/NB201-PROVENANCE.md names:
 
-    .venv/bin/python tools/build_nb201_table.py [--shared ../shared/nas-reference-data]
+    .venv/bin/python tools/build_nb201_table.py --source SOURCE
 
 Inputs (row i of both files is NAS-Bench-201 index i; the script checks that their arch
 strings agree row by row): the 200-epoch test accuracies of v-tao/nats-bench-landscape and the
@@ -51,10 +52,10 @@ DECIMALS = 4  # percent; finer than every split's resolution (1/25,000 of CIFAR-
 SAMPLE = 40  # whole cells per data set checked against the builder
 
 
-def read_rows(shared: Path) -> list[tuple[str, dict, dict]]:
-    with (shared / TEST_FILE).open(newline="") as f:
+def read_rows(source: Path) -> list[tuple[str, dict, dict]]:
+    with (source / TEST_FILE).open(newline="") as f:
         tests = list(csv.DictReader(f))
-    with (shared / VAL_FILE).open(newline="") as f:
+    with (source / VAL_FILE).open(newline="") as f:
         vals = list(csv.DictReader(f))
     if len(tests) != 15625 or len(vals) != 15625:
         raise SystemExit(f"expected 15,625 rows in each file, got {len(tests)} and {len(vals)}")
@@ -95,8 +96,8 @@ def check_sample(costs: dict, skeleton: Skeleton, archs: list[str], rng: random.
             raise SystemExit(f"{edges}: per-combination counts {costs[conv_counts(edges)]} != built {c}")
 
 
-def build(shared: Path) -> bytes:
-    rows = read_rows(shared)
+def build(source: Path) -> bytes:
+    rows = read_rows(source)
     archs = [arch for arch, _, _ in rows]
     costs = {}
     for name, (_, _, shape, classes) in DATASETS.items():
@@ -122,10 +123,10 @@ def _pct(text: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "nas-reference-data")
+    parser.add_argument("--source", type=Path, required=True, help="folder with the two CSV files")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    data = build(args.shared)
+    data = build(args.source)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(data)
     print(f"wrote {args.out} ({len(data):,} bytes)")

@@ -1,15 +1,6 @@
-"""The local backend: long-lived worker processes, one per GPU slot group (or CPU workers).
-
-Each worker loads the data once and keeps it on its device, then evaluates whatever the
-driver sends it. With `slots_per_gpu` K > 1 a GPU worker keeps K candidates in flight in
-one process, each on its own CUDA stream with its own graph, pool and RNG state, stepping
-them round-robin: separate processes would only time-slice the GPU (performance-notes.md).
-
-A worker that dies (killed, segfault, out of host memory) is replaced and its candidates are
-sent again (backends.after_death says how often). With a time limit, a candidate still running
-at twice the limit (plus a minute of grace) has its worker killed and is recorded as failed.
-Each worker talks to the driver over its own pipe (docs/backends.md says why). This module
-imports no torch; the worker's loop is evo_nas.evaluate.inflight.
+"""The local backend: long-lived worker processes, one per GPU (K candidates in flight each) or
+CPU workers; dead or hung workers are replaced (docs/backends.md).   [stdlib; the worker's
+loop, with torch, is evo_nas.evaluate.inflight]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Parameters and multiply-adds of a model: the cost objectives.   [torch]
 
-The conventions of reference/known-cells.md: parameters are the trainable ones without the
+The conventions of docs/reference-cells.md: parameters are the trainable ones without the
 auxiliary head; MACs are per image, conv and linear multiply-accumulates only (one MAC counted
 once; pooling, BN, activations and additions are free). MACs are measured, not derived: forward
 hooks on every Conv2d and Linear during one eval-mode forward pass of one image, so whatever

@@ -1,22 +1,4 @@
-"""A data set resident on one device, with augmentation and batching done there.
-
-Loaded once per worker: every batch is a gather from device memory, no DataLoader, no
-host-to-device copy of images per step (the airbench recipe).
-
-How augmentation is done: the images are stored already normalised and zero-padded
-(black, before normalisation, as torchvision's RandomCrop(padding=p) does) in
-N×(H+2p)×(W+2p)×C layout. A batch is then ONE advanced-indexing gather that shuffles,
-crops and mirrors at once: per sample the rows are dy + [0..H) and the columns
-dx + [0..W), or dx + [W-1..0] when mirrored. The gather yields B×H×W×C, whose NCHW
-permutation is a channels_last tensor; .contiguous() makes it plain NCHW when that was
-asked for (no copy at all for one-channel images). Padding costs memory
-((32/28)² = 1.31× for the MNISTs, 1.56× for CIFAR) and saves a pad kernel per batch.
-
-Randomness: the permutation, offsets and mirror coins of a whole epoch are drawn at its
-start from the torch.Generator passed in, on that generator's device, then moved to the
-data's device. A CUDA generator keeps everything on the GPU; a CPU generator gives the
-same batches on any device for the same seed (at the cost of copying 4 index vectors per
-epoch). On the CPU a given seed gives identical batches run after run.
+"""A data set resident on one device, with augmentation and batching done there (docs/data.md).   [torch]
 """
 
 from __future__ import annotations

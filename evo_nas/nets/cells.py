@@ -1,16 +1,5 @@
-"""The cell space's network: DARTS' NetworkCIFAR, exactly as docs/reference-cells.md describes.   [torch]
-
-Choices of ours:
-- Blocks that cannot reach a cell's output are not built (`live_states`), nor is a cell input
-  projection that no live block reads, nor a whole cell whose output no later live cell (or,
-  with `auxiliary`, the auxiliary head) reads. Such parts could not change the output, so they
-  add no parameters and no MACs; genomes with equal canonical keys build the same network up to
-  the order of its ops.
-- Auxiliary head after cell `2*depth//3`: DARTS' AuxiliaryHeadCIFAR. Its pool is DARTS'
-  AvgPool(5, stride 3) where that gives a 2x2 map (maps of 8..10 pixels, as CIFAR's 8x8);
-  otherwise an adaptive average pool to 2x2 (e.g. the 7x7 map of a 28x28 input), so the 2x2
-  conv always yields 768 features.
-- Drop path (`skeleton.drop_path > 0`) drops each non-identity branch op in training, as DARTS.
+"""The cell space's network: DARTS' NetworkCIFAR (docs/reference-cells.md, and docs/design.md for
+what we build differently).   [torch]
 """
 
 from __future__ import annotations

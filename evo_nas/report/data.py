@@ -1,20 +1,5 @@
-"""What the run report shows, computed from the journal's History: a small `ReportData`.   [no plotly]
-
-What is counted, and how:
-- One point per individual: its final record (the highest successive-halving rung it reached).
-- Cache hits (records with `cache_of`: a network evaluated before, whose result was reused) are
-  not evaluations. They are left out of the plots, the front, the hypervolume and the counts,
-  and kept in history.csv and in the lineage, since an individual served from the cache can
-  still be a parent.
-- The front: non-dominated sorting over every successful evaluation of the run (not only the
-  last population), for the run's objectives.
-- Hypervolume of generation g: over every successful evaluation with generation <= g, each
-  objective divided by the reference point fixed in meta.json when the run started (error
-  against 1.0, MACs and params against their reference values), measured from (1, ..., 1).
-- A hyperparameter gene is flagged when at least half of the best candidates (the top 10% by
-  accuracy, at least 3) lie within 5% of the same edge of its range, measured in log space for
-  log-scaled genes: the optimum may lie outside the range. An edge that is a hard limit
-  (dropout 0) is never flagged.
+"""What the run report shows, computed from the journal's History: a small `ReportData`
+(docs/report.md says what is counted, and how).   [no plotly]
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ NAMES = tuple(REGISTRY)
 
 def entry(name: str) -> SpaceEntry:
     if name not in REGISTRY:
-        raise ConfigError(f"space: must be one of {', '.join(NAMES)}, got {name!r}")
+        raise ConfigError(f"space: must be one of {', '.join(REGISTRY)}, got {name!r}")
     return REGISTRY[name]
 
 

@@ -1,12 +1,5 @@
-"""The NAS-Bench-201 cell: 4 nodes, 6 edges, one of 5 ops on each.   [stdlib only]
-
-The canonical key reduces a cell to what can affect its output: drop `none` edges; drop nodes
-not reachable from the input or not reaching the output; contract a node whose only input is
-a skip edge into that input (the output node included); then compare the edge-labelled
-multigraphs up to renumbering of the intermediate nodes. Over all 15,625 cells this gives
-6,985 classes, and a brute-force isomorphism test over every cell agrees
-(tests/spaces/test_nb201.py). The issue that set these rules quotes 7,162; no reading of
-them we tried reproduces that number (see the README), so we keep the one that is checked.
+"""The NAS-Bench-201 cell: 4 nodes, 6 edges, one of 5 ops on each; its canonical key reduces a cell
+to what can affect its output (docs/design.md).   [stdlib only]
 """
 
 from __future__ import annotations

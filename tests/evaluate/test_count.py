@@ -1,4 +1,4 @@
-"""Counts against their oracles: the published figures of reference/known-cells.md, and
+"""Counts against their oracles: the published figures of docs/reference-cells.md, and
 torch.utils.flop_counter for the MAC counter."""
 
 import random
@@ -63,7 +63,7 @@ def test_nasnet_a_has_3_83M_parameters_and_a_little_below_608M_macs(published_co
 
 @pytest.mark.parametrize("name", ["amoebanet_a", "darts_v1"])
 def test_other_published_cells_build_and_count(published_counts, name):
-    # known-cells.md gives no figure for these in this skeleton: only that they count.
+    # docs/reference-cells.md gives no figure for these in this skeleton: only that they count.
     c = published_counts[name]
     assert c.params > 0 and c.macs > 0
 
