@@ -277,12 +277,9 @@ def leaves() -> dict[str, tuple[str, dataclasses.Field]]:
     return out
 
 
-def preset(name: str, device: str, space: str) -> Any:
-    """What the presets give `name` on `device` in `space` (KeyError: nothing)."""
-    proxy = spaces.entry(space).proxy.get(device, {})
-    if name in proxy:
-        return proxy[name]
-    return PRESETS[device][name]
+def preset(name: str, device: str, entry: spaces.SpaceEntry) -> Any:
+    """What the presets give `name` on `device` in the space `entry` is (KeyError: nothing)."""
+    return entry.proxy.get(device, {}).get(name, PRESETS[device][name])
 
 
 def from_mapping(data: dict[str, Any], where: str = "config", device: str = "cpu",
@@ -300,16 +297,15 @@ def from_mapping(data: dict[str, Any], where: str = "config", device: str = "cpu
 
 def _resolved(given: dict[str, Any], device: str, data_shape, cpu_threads: int | None) -> dict[str, Any]:
     """Every flat setting's value: given, else the presets', else the field's default (left out)."""
-    space = given.get("space", SpaceConfig.space)
-    spaces.entry(space)
+    entry = spaces.entry(given.get("space", SpaceConfig.space))
     values: dict[str, Any] = {}
     for name, (group, _) in leaves().items():
         if name in given:
             values[name] = given[name]
         elif group == "skeleton" and name in ("init_channels", "depth"):
-            values[name] = _skeleton_default(name, device, space)
+            values[name] = _skeleton_default(name, device, entry)
         elif name in PRESETS.get(device, {}) and not (name == "generations" and given.get("budget") is not None):
-            values[name] = preset(name, device, space)
+            values[name] = preset(name, device, entry)
     if data_shape is not None:
         values["input_shape"], values["classes"] = data_shape
     if values.get("cpu_threads") is None:
@@ -318,8 +314,7 @@ def _resolved(given: dict[str, Any], device: str, data_shape, cpu_threads: int |
     return values
 
 
-def _skeleton_default(name: str, device: str, space: str) -> int | None:
-    entry = spaces.entry(space)
+def _skeleton_default(name: str, device: str, entry: spaces.SpaceEntry) -> int | None:
     if name not in entry.skeleton_fields:
         return None  # the space's networks set it themselves
     return entry.proxy.get(device, {}).get(name, getattr(Skeleton, name))

@@ -47,6 +47,10 @@ class Result:
     precision: str | None = None
     images_per_s: float | None = None
     wall_time: float | None = None
+    # An individual trained with several seeds (`--repeats R`): its final record's accuracy is
+    # the mean over the R trainings, accuracy_sd their sample standard deviation, repeats R.
+    accuracy_sd: float | None = None
+    repeats: int | None = None
 
     @property
     def ok(self) -> bool:
