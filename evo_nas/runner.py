@@ -50,7 +50,7 @@ def start(options: dict, progress=None) -> RunDir:
     backend = backends.make(cfg.backend, cfg.train.time_limit)  # a missing package or cluster fails here
     try:
         meta = {"seed": cfg.seed, "reference_point": reference, "objectives": list(cfg.search.objectives),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(),
                 # What the results depend on, as the run started: config.yaml may be edited
                 # (budget, backend), but a change here is refused on resume.
                 "results_config": configs.results_part(cfg)}
@@ -84,6 +84,17 @@ def resume(path: str | Path, overrides: dict | None = None, progress=None) -> Ru
         atomic_write(run.config_file, yaml.safe_dump(configs.to_dict(cfg), sort_keys=False))
     drive(cfg, run, history, snapshot, space, seeds, progress)
     return run
+
+
+def versions() -> dict:
+    """What the run was made with: evonas, torch, Python (for the report and for people)."""
+    import platform
+
+    import torch
+
+    from evo_nas import __version__
+
+    return {"evonas": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
 def usable_snapshot(run: RunDir, history: History) -> dict | None:
