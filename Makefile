@@ -19,7 +19,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 ARGS ?=
 PIP := $(BIN)/pip install --disable-pip-version-check -q
 
-.PHONY: setup setup-dev run test lint bench data clean-venv
+.PHONY: setup setup-dev run test lint bench gpu-check data clean-venv
 
 # `make run` needs the runtime dependencies only; tests also need pytest, ray, onnx, ...
 setup: $(STAMP)
@@ -58,6 +58,14 @@ lint: setup-dev
 
 bench: setup
 	$(BIN)/evonas bench $(ARGS)
+
+# One command for a short visit to a GPU machine without internet (docs/performance.md): the
+# CUDA tests, the probe, the bench and a short search, every result under OUT. No setup: such a
+# machine brings its own torch; tools/gpu_prepare.sh makes the wheels and data to carry along.
+# `make gpu-check DEVICE=cpu` is its dry run (CI, about a minute).
+GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	DEVICE=$(or $(DEVICE),cuda) PY=$(GPU_PY) bash tools/gpu_check.sh
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,34 +1,47 @@
-"""`evonas bench`: how fast the evaluator trains candidates, against a plain reference loop.
+"""`evonas bench`: how fast the evaluator trains candidates, against a plain reference loop, and
+how many evaluations an hour it gives with several candidates in flight.
 
-On the current device, in one run:
-1. a fixed set of candidates (NASNet-A and DARTS-V2 at the search-proxy size, plus seeded
-   random cells) trained (a) by the evaluator and (b) by a plain reference loop written here
-   (DataLoader with CPU flip/crop, fp32, batch 128): images/s, seconds per candidate and the
-   ratio, per candidate;
-2. throughput with several candidates in flight in one process (one CUDA stream each)
-   against one at a time;
-3. evaluations per hour at the device's default search proxy, with that proxy's validation
-   accuracy for DARTS-V2.
-Prints a table and writes bench.json. Small settings on a CPU (so CI runs it), the full
-proxy on a GPU. Every figure says its device and n.
+On the current device, in one process, after one evaluation that warms the process up:
+1. per candidate (NASNet-A, DARTS-V2, seeded random cells): the evaluator and a plain reference
+   loop (DataLoader with CPU flip/crop, fp32, batch 128) train it at the proxy; images/s of
+   each, median of n repeats with its spread, and their ratio;
+2. steady state with k candidates in flight (one CUDA stream each): per measurement 3k
+   evaluations of DARTS-V2 with different seeds; evaluations/hour and images/s while every
+   slot is busy, apart from the fill-up before the first result and the drain after the last
+   full round; n measurements per k;
+3. evaluations per hour at this proxy (the best k) and DARTS-V2's validation accuracy there.
+bench.json in --out is rewritten after every measurement, so Ctrl-C or SIGTERM keep what was
+measured. --quick (the default on a CPU, minutes on 2 cores) skips the random cells,
+caps the reference loop at REFERENCE_QUICK_STEPS and, on a CPU, shrinks the proxy. Every
+figure says its device and n.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
+import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from evo_nas import config as configs
 from evo_nas import runner
+from evo_nas.errors import ConfigError, Interrupted
 from evo_nas.files import atomic_write
+from evo_nas.genome_io import PACKAGED as GENOMES
 from evo_nas.genome_io import load_genome
 
-GENOMES = Path(__file__).resolve().parents[1] / "genomes"
 REFERENCE_LOOP_BATCH = 128  # the reference loop's batch, as in docs/performance.md
+REFERENCE_SKIP = 5  # reference steps before its clock starts: DataLoader workers start up then
+REFERENCE_QUICK_STEPS = 100  # --quick: the reference loop's rate from this many steps at most
+TASKS_PER_SLOT = 3  # a steady-state measurement with k in flight runs this many x k evaluations
+# The CPU's proxies: small enough for a bench in minutes on 2 cores (quick: about one).
+CPU_PROXY = {"train_limit": 512, "val_limit": 256, "bn_recalibration": 256, "epochs": 1.0}
+CPU_QUICK_PROXY = {"train_limit": 512, "val_limit": 256, "bn_recalibration": 128, "epochs": 0.5, "init_channels": 4,
+                   "depth": 2}
 
 
 @dataclass(frozen=True)
@@ -36,10 +49,14 @@ class BenchConfig:
     device: str = "auto"
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
-    random_cells: int = 2  # seeded random cells besides NASNet-A and DARTS-V2
-    epochs: float | None = None  # None: the proxy's (GPU: 2) or 1 on the CPU
-    train_limit: int | None = None  # None: the proxy's (GPU: the whole split); CPU: 512
-    in_flight: tuple[int, ...] = (1, 2, 4)  # candidates in flight per process (CUDA streams)
+    quick: bool | None = None  # None: quick on a CPU, full on a GPU
+    random_cells: int | None = None  # seeded random cells besides NASNet-A and DARTS-V2 (None: quick 0, else 2)
+    epochs: float | None = None  # None: the proxy's
+    train_images: int | None = None  # None: the proxy's (GPU: the preset's image budget)
+    train_limit: int | None = None
+    in_flight: tuple[int, ...] | None = None  # candidates in flight per process (None: 1,2,4 on CUDA, 1,2 on a CPU)
+    repeats: int = 3  # n of every measurement
+    reference: bool = True  # run the reference loop beside the evaluator
     loader_workers: int = 4  # reference DataLoader workers, as in docs/performance.md
     seed: int = 0
     out: str = "bench-out"
@@ -52,41 +69,74 @@ class BenchResult:
     torch: str
     date: str
     settings: dict
-    candidates: list[dict] = field(default_factory=list)  # name, params, macs, evaluator/reference img/s ...
-    in_flight: list[dict] = field(default_factory=list)  # k, candidates, seconds, images/s, speedup
-    proxy: dict = field(default_factory=dict)  # evaluations/hour, DARTS-V2 accuracy, seconds/eval
+    quick: bool
+    repeats: int
+    warnings: list[str] = field(default_factory=list)
+    warmup_seconds: float | None = None  # the first evaluation in the process (data to the device, ...)
+    candidates: list[dict] = field(default_factory=list)  # name, params, macs, evaluator/reference summaries
+    in_flight: list[dict] = field(default_factory=list)  # k, tasks, per-measurement rows, their summaries
+    proxy: dict = field(default_factory=dict)  # evaluations/hour at the best k, DARTS-V2 accuracy
+    stopped: str | None = None  # what was running when Ctrl-C or SIGTERM came
     files: list[str] = field(default_factory=list)
 
 
 def run_bench(cfg: BenchConfig, log=print) -> BenchResult:
+    """Measure, writing bench.json after every measurement; Ctrl-C/SIGTERM: write, raise Interrupted."""
     import torch
 
     from evo_nas.evaluate.devices import available
     from evo_nas.evaluate.evaluator import EvalSettings
 
     device = available(cfg.device)
+    cfg = _defaults(cfg, device)
     run_cfg = _proxy_config(cfg, device)
     settings = EvalSettings.of(run_cfg)
-    genomes = _candidates(cfg, run_cfg)
     result = BenchResult(device=device, hardware=_hardware(device), torch=torch.__version__,
-                         date=time.strftime("%Y-%m-%d"), settings=_settings_summary(run_cfg))
-    log(f"bench on {result.hardware} (torch {result.torch}); proxy {result.settings}")
-    for k, (name, genome) in enumerate(genomes):
-        result.candidates.append(_compare(name, genome, settings, cfg, k, log))
-    result.in_flight = _in_flight(genomes, settings, cfg, device, log)
-    result.proxy = _proxy_rate(result, genomes)
-    result.files = _write(result, cfg.out)
+                         date=time.strftime("%Y-%m-%d"), settings=_settings_summary(run_cfg, cfg), quick=cfg.quick,
+                         repeats=cfg.repeats, files=[str(Path(cfg.out) / "bench.json")])
+    log(f"bench on {result.hardware} (torch {result.torch}), {'quick' if cfg.quick else 'full'}, n={cfg.repeats}; "
+        f"proxy {result.settings}")
+    if device == "cpu" and cfg.quick:
+        log("expected duration: a few minutes on 2 idle CPU cores (n=3), more on a busy machine")
+    phase = "the warm-up"
+    try:
+        _note_busy(result, log)
+        result.warmup_seconds = _warm_up(settings, cfg)
+        for k, (name, genome) in enumerate(_candidates(cfg, run_cfg)):
+            phase = f"the comparison of {name}"
+            result.candidates.append(_compare(name, genome, settings, cfg, k, log))
+            _write(result, cfg.out)
+        for k in cfg.in_flight:
+            phase = f"the measurement with {k} in flight"
+            result.in_flight.append({"k": k, "tasks": TASKS_PER_SLOT * k, "measurements": []})
+            for r in range(cfg.repeats):
+                _measure_in_flight(result.in_flight[-1], r, settings, cfg, device, result, log)
+        _note_busy(result, log)
+    except KeyboardInterrupt as stop:
+        result.stopped = f"stopped during {phase}"
+        _write(result, cfg.out)
+        raise Interrupted(f"what was measured is in {result.files[0]}", getattr(stop, "signum", 2)) from None
+    _write(result, cfg.out)
     return result
 
 
-# -- the parts ------------------------------------------------------------------------------
+# -- settings ---------------------------------------------------------------------------------
+
+def _defaults(cfg: BenchConfig, device: str) -> BenchConfig:
+    quick = device == "cpu" if cfg.quick is None else cfg.quick
+    cells = cfg.random_cells if cfg.random_cells is not None else (0 if quick else 2)
+    ks = cfg.in_flight or ((1, 2, 4) if device == "cuda" else (1, 2))
+    return replace(cfg, quick=quick, random_cells=cells, in_flight=tuple(ks), repeats=max(1, cfg.repeats))
+
 
 def _proxy_config(cfg: BenchConfig, device: str) -> configs.RunConfig:
-    small = device == "cpu"
     given = {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "seed": cfg.seed, "blocks": 5, "cuda_graph": "auto"}
-    if small:
-        given.update(epochs=1.0, train_limit=512, val_limit=256, bn_recalibration=256)
-    given.update({k: v for k, v in (("epochs", cfg.epochs), ("train_limit", cfg.train_limit)) if v is not None})
+    if device == "cpu":
+        given.update(CPU_QUICK_PROXY if cfg.quick else CPU_PROXY)
+    mine = (("epochs", cfg.epochs), ("train_images", cfg.train_images), ("train_limit", cfg.train_limit))
+    given.update({k: v for k, v in mine if v is not None})
+    if cfg.train_images is not None:
+        given.pop("epochs", None)  # an image budget asked for: given epochs would turn it off
     probe = configs.from_mapping(given, "bench", device)
     return configs.from_mapping(given, "bench", device, data_shape=runner.dataset_shape(probe))
 
@@ -98,28 +148,68 @@ def _candidates(cfg: BenchConfig, run_cfg: configs.RunConfig) -> list[tuple[str,
     return fixed + [(f"random-{k}", space.sample(rng)) for k in range(cfg.random_cells)]
 
 
+def _darts_v2():
+    return load_genome(GENOMES / "darts_v2.yaml")
+
+
+# -- measurements -----------------------------------------------------------------------------
+
+def _warm_up(settings, cfg: BenchConfig) -> float:
+    """One evaluation, not counted: data onto the device, CUDA context, kernels loaded."""
+    from evo_nas.evaluate.evaluator import Evaluator, Task, eval_seed
+
+    start = time.perf_counter()
+    Evaluator(settings)(Task(-1, _darts_v2(), eval_seed(cfg.seed, 10_000), settings.train.epochs))
+    return round(time.perf_counter() - start, 2)
+
+
 def _compare(name: str, genome, settings, cfg: BenchConfig, k: int, log) -> dict:
+    """The evaluator and the reference loop on one candidate, each `repeats` times, alternating."""
     from evo_nas.evaluate.evaluator import Evaluator, Task, eval_seed
 
     evaluator = Evaluator(settings)
-    start = time.perf_counter()
-    r = evaluator(Task(k, genome, eval_seed(cfg.seed, k), settings.train.epochs))
-    seconds = time.perf_counter() - start
-    ref = reference_loop(genome, settings, cfg.loader_workers, eval_seed(cfg.seed, k))
-    ok = r.ok
-    row = {"name": name, "params": r.params, "macs": r.macs, "status": str(r.status), "path": r.path,
-           "evaluator_images_per_s": r.images_per_s, "evaluator_seconds": round(seconds, 2),
-           "evaluator_accuracy": r.accuracy, "reference_images_per_s": round(ref["images_per_s"], 1),
-           "reference_seconds": round(ref["seconds"], 2), "error": r.error or ""}
-    row["ratio"] = round(row["evaluator_images_per_s"] / row["reference_images_per_s"], 2) if ok else None
-    log(f"  {name:<12} evaluator {row['evaluator_images_per_s']} img/s ({row['path']}), "
-        f"reference {row['reference_images_per_s']} img/s, ratio {row['ratio']}")
+    runs, refs = [], []
+    for r in range(cfg.repeats):
+        seed = eval_seed(cfg.seed, 100 * k + r)
+        start = time.perf_counter()
+        runs.append((evaluator(Task(k, genome, seed, settings.train.epochs)), time.perf_counter() - start))
+        if cfg.reference:
+            steps = REFERENCE_QUICK_STEPS if cfg.quick else None
+            refs.append(reference_loop(genome, settings, cfg.loader_workers, seed, steps))
+    row = _compare_row(name, runs, refs, settings)
+    log(f"  {name:<12} evaluator {_median(row['evaluator']['images_per_s'])} img/s ({row['path']}), "
+        f"reference {_median(row['reference'].get('images_per_s'))} img/s, ratio {row['ratio']} (n={cfg.repeats})")
     return row
 
 
-def reference_loop(genome, settings, loader_workers: int, seed: int) -> dict:
+def _compare_row(name: str, runs: list, refs: list[dict], settings) -> dict:
+    ok = [r for r, _ in runs if r.ok]
+    first = runs[0][0]
+    evaluator = {"images_per_s": spread(r.images_per_s for r in ok), "seconds": spread(s for r, s in runs if r.ok),
+                 "accuracy": spread(r.accuracy for r in ok), "setup_share": spread(_setup_share(r, settings)
+                                                                                    for r in ok)}
+    reference = {"images_per_s": spread(x["images_per_s"] for x in refs), "seconds": spread(x["seconds"] for x in refs),
+                 "steps": refs[0]["steps"] if refs else None}
+    ratio = None
+    if ok and refs:
+        ratio = round(evaluator["images_per_s"]["median"] / reference["images_per_s"]["median"], 2)
+    failed = [r.error for r, _ in runs if not r.ok]
+    return {"name": name, "params": first.params, "macs": first.macs, "path": ok[0].path if ok else None,
+            "failed": len(failed), "error": failed[0] if failed else "", "evaluator": evaluator,
+            "reference": reference, "ratio": ratio}
+
+
+def _setup_share(result, settings) -> float:
+    """Share of an evaluation's wall time outside its training steps: building, counting,
+    BN recalibration, validation (warm-up steps and capture count as training)."""
+    train_seconds = result.epochs * _train_size(settings) / max(result.images_per_s, 1e-9)
+    return min(1.0, max(0.0, 1 - train_seconds / max(result.wall_time, 1e-9)))
+
+
+def reference_loop(genome, settings, loader_workers: int, seed: int, max_steps: int | None = None) -> dict:
     """A plain training loop as most NAS code has it: a DataLoader with per-image CPU
-    augmentation, fp32, batch 128, host-side loss logging. Same images, same epochs."""
+    augmentation, fp32, batch 128, host-side loss logging. The proxy's images (at most
+    max_steps steps); its rate counts from step REFERENCE_SKIP on, after the workers started."""
     import torch
     import torch.nn.functional as F
 
@@ -127,22 +217,26 @@ def reference_loop(genome, settings, loader_workers: int, seed: int) -> dict:
     from evo_nas.evaluate import data as datasets
     from evo_nas.evaluate.engine import scaled_lr
 
-    s = settings
-    device = torch.device(s.device)
+    s, device = settings, torch.device(settings.device)
     dataset = datasets.load_dataset(s.data.dataset, s.data.data_dir)
     train_idx, _ = datasets.proxy_split(len(dataset.y_train), s.data, s.split_seed)
+    batch = min(REFERENCE_LOOP_BATCH, len(train_idx))  # a split smaller than a batch: one batch of it all
     loader = torch.utils.data.DataLoader(
-        _CpuAugmented(dataset, train_idx), batch_size=REFERENCE_LOOP_BATCH, shuffle=True, drop_last=True,
+        _CpuAugmented(dataset, train_idx), batch_size=batch, shuffle=True, drop_last=True,
         num_workers=loader_workers if device.type == "cuda" else 0, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)
     model = build(genome, s.skeleton).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=scaled_lr(s.train.lr, REFERENCE_LOOP_BATCH), momentum=0.9,
+    optimizer = torch.optim.SGD(model.parameters(), lr=scaled_lr(s.train.lr, batch), momentum=0.9,
                                 weight_decay=s.train.weight_decay)
-    steps = max(1, int(s.train.epochs * len(loader)))
-    images, start, done = 0, time.perf_counter(), 0
+    steps = max(1, round(_proxy_images(settings) / batch))
+    steps = min(steps, max_steps) if max_steps else steps
+    skip = REFERENCE_SKIP if steps > 2 * REFERENCE_SKIP else 0
+    done, start, clock = 0, time.perf_counter(), None
     while done < steps:
         for x, y in loader:
+            if done == skip:
+                clock = time.perf_counter()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = model(x)
             loss = F.cross_entropy(out[0] if isinstance(out, tuple) else out, y)
@@ -150,11 +244,12 @@ def reference_loop(genome, settings, loader_workers: int, seed: int) -> dict:
             loss.backward()
             optimizer.step()
             loss.item()  # the usual per-step logging: a host sync
-            images, done = images + len(x), done + 1
+            done += 1
             if done >= steps:
                 break
-    seconds = time.perf_counter() - start
-    return {"images_per_s": images / seconds, "seconds": seconds}
+    end = time.perf_counter()
+    return {"images_per_s": round((steps - skip) * batch / (end - clock), 1),
+            "seconds": round(end - start, 2), "steps": steps}
 
 
 class _CpuAugmented:
@@ -190,37 +285,75 @@ class _CpuAugmented:
         return (img - self.mean) / self.std, int(self.y[i])
 
 
-def _in_flight(genomes, settings, cfg: BenchConfig, device: str, log) -> list[dict]:
-    """All candidates, k at a time in this process: total images/s, and the speedup over k=1."""
+def _measure_in_flight(row: dict, r: int, settings, cfg: BenchConfig, device: str, result: BenchResult,
+                       log) -> None:
+    """Measurement r of `row` (k in flight), its summaries updated, bench.json rewritten."""
+    k = row["k"]
+    m = _one_in_flight(k, r, settings, cfg, device)
+    row["measurements"].append(m)
+    row.update(_in_flight_summary(row["measurements"]))
+    for each in result.in_flight:  # against the first k's steady rate (k = 1 unless told otherwise)
+        each["speedup"] = _ratio(each["steady_images_per_s"], result.in_flight[0]["steady_images_per_s"])
+    result.proxy = _proxy_rate(result)
+    _write(result, cfg.out)
+    log(f"  in flight {k}, {r + 1}/{cfg.repeats}: {row['tasks']} evaluations in {m['seconds']} s; steady "
+        f"{m['steady_evaluations_per_hour']} evaluations/h, {m['steady_images_per_s']} img/s; "
+        f"first result after {m['fill_seconds']} s")
+
+
+def _one_in_flight(k: int, r: int, settings, cfg: BenchConfig, device: str) -> dict:
     import torch
 
     from evo_nas.evaluate.evaluator import Evaluator, Task, eval_seed
     from evo_nas.evaluate.inflight import run_in_flight
 
-    evaluator = Evaluator(settings)
-    tasks = [Task(k, g, eval_seed(cfg.seed, k), settings.train.epochs) for k, (_, g) in enumerate(genomes)]
-    ks = cfg.in_flight if device == "cuda" else (1, 2)
-    rows = []
-    for k in ks:
-        streams = [torch.cuda.Stream() for _ in range(k)] if device == "cuda" else [None] * k
-        start = time.perf_counter()
-        results = run_in_flight(evaluator, tasks, streams)
-        seconds = time.perf_counter() - start
-        images = sum(_images(r, settings) for r in results)
-        rows.append({"k": k, "candidates": len(tasks), "seconds": round(seconds, 2),
-                     "images_per_s": round(images / seconds, 1),
-                     "failed": sum(not r.ok for r in results)})
-    for row in rows:
-        row["speedup"] = round(row["images_per_s"] / rows[0]["images_per_s"], 2)
-        log(f"  in flight {row['k']}: {row['images_per_s']} img/s in total, x{row['speedup']} vs one at a time")
-    return rows
+    genome, n = _darts_v2(), TASKS_PER_SLOT * k
+    tasks = [Task(j, genome, eval_seed(cfg.seed, 1000 * k + 100 * r + j), settings.train.epochs) for j in range(n)]
+    streams = [torch.cuda.Stream() for _ in range(k)] if device == "cuda" else [None] * k
+    finished: list[tuple[float, object]] = []
+    start = time.perf_counter()
+    run_in_flight(Evaluator(settings), tasks, streams, lambda i, res: finished.append((time.perf_counter(), res)))
+    seconds = time.perf_counter() - start
+    times = [t - start for t, _ in finished]
+    images = [_images(res, settings) for _, res in finished]
+    rates = steady_state(times, images, k)
+    results = [res for _, res in finished]
+    return {"seconds": round(seconds, 2), "evaluations_per_hour": round(3600 * n / seconds, 1), **rates,
+            "fill_seconds": round(times[0], 2), "drain_seconds": round(seconds - times[n - k], 2),
+            "failed": sum(not res.ok for res in results), "paths": sorted({str(res.path) for res in results}),
+            "accuracies": [res.accuracy for res in results if res.ok]}
 
 
-def _images(result: dict, settings) -> float:
+def steady_state(times: list[float], images: list[float], k: int) -> dict:
+    """Rates while all k slots are busy, from finishing times (ascending, n >= k + 1) and each
+    finished evaluation's training images: from the first result to the (n-k+1)-th, the last
+    before the slots start to empty, n-k evaluations finish. Before the first the slots fill
+    up (every candidate's setup at once); after, they drain."""
+    last = len(times) - k
+    window = times[last] - times[0]
+    if last < 1 or window <= 0:
+        return {"steady_evaluations_per_hour": None, "steady_images_per_s": None}
+    return {"steady_evaluations_per_hour": round(3600 * last / window, 1),
+            "steady_images_per_s": round(sum(images[1:last + 1]) / window, 1)}
+
+
+def _in_flight_summary(measurements: list[dict]) -> dict:
+    keys = ("steady_evaluations_per_hour", "steady_images_per_s", "evaluations_per_hour", "fill_seconds")
+    out = {key: spread(m[key] for m in measurements) for key in keys}
+    out["failed"] = sum(m["failed"] for m in measurements)
+    return out
+
+
+def _images(result, settings) -> float:
     """Training images a finished evaluation went through (its epochs over the train split)."""
-    if not result.ok:
-        return 0.0
-    return result.epochs * _train_size(settings)
+    return result.epochs * _train_size(settings) if result.ok else 0.0
+
+
+def _proxy_images(settings) -> float:
+    train = settings.train
+    if train.train_images is not None:
+        return train.train_images
+    return train.epochs * _train_size(settings)
 
 
 _TRAIN_SIZES: dict = {}
@@ -229,26 +362,59 @@ _TRAIN_SIZES: dict = {}
 def _train_size(settings) -> int:
     from evo_nas.evaluate.evaluator import resident_data
 
-    key = (settings.data, settings.device)
+    key = (settings.data, settings.split_seed, settings.device)
     if key not in _TRAIN_SIZES:
         train, _ = resident_data(settings.data, settings.split_seed, settings.device)
         _TRAIN_SIZES[key] = len(train)
     return _TRAIN_SIZES[key]
 
 
-def _proxy_rate(result: BenchResult, genomes) -> dict:
-    best = max(result.in_flight, key=lambda r: r["images_per_s"])
-    per_eval = best["seconds"] / best["candidates"]
-    darts = next((c for c in result.candidates if c["name"] == "DARTS-V2"), {})
-    return {"evaluations_per_hour": round(3600 / per_eval, 1), "seconds_per_evaluation": round(per_eval, 2),
-            "in_flight": best["k"], "darts_v2_val_accuracy": darts.get("evaluator_accuracy"),
-            "n_candidates": best["candidates"]}
+def _proxy_rate(result: BenchResult) -> dict:
+    rows = [r for r in result.in_flight if _median(r.get("steady_evaluations_per_hour")) is not None]
+    if not rows:
+        return {}
+    best = max(rows, key=lambda r: _median(r["steady_evaluations_per_hour"]))
+    accuracies = [a for r in result.in_flight for m in r["measurements"] for a in m["accuracies"]]
+    return {"evaluations_per_hour": best["steady_evaluations_per_hour"], "in_flight": best["k"],
+            "darts_v2_val_accuracy": spread(accuracies)}
 
 
-def _settings_summary(cfg: configs.RunConfig) -> dict:
-    keys = ("init_channels", "depth", "epochs", "batch_size", "train_limit", "val_limit", "lr", "cuda_graph")
+# -- small helpers ------------------------------------------------------------------------------
+
+def spread(values) -> dict:
+    """Median, min, max and n of the values that are not None."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": round(statistics.median(values), 4), "min": round(values[0], 4), "max": round(values[-1], 4),
+            "n": len(values)}
+
+
+def _median(summary: dict | None):
+    return None if not summary else summary.get("median")
+
+
+def _ratio(a: dict, b: dict) -> float | None:
+    if _median(a) is None or not _median(b):
+        return None
+    return round(_median(a) / _median(b), 2)
+
+
+def _note_busy(result: BenchResult, log) -> None:
+    """Warn when other work shares the machine: load average above the core count."""
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > cores:
+        note = f"the machine is busy (load average {load:.1f} on {cores} cores): rates are lower than alone"
+        result.warnings.append(note)
+        log(f"  warning: {note}")
+
+
+def _settings_summary(cfg: configs.RunConfig, bench: BenchConfig) -> dict:
+    keys = ("init_channels", "depth", "epochs", "train_images", "batch_size", "train_limit", "val_limit", "lr",
+            "cuda_graph", "cudnn_benchmark")
     flat = configs.flat(cfg)
-    return {"dataset": cfg.data.dataset, **{k: flat[k] for k in keys}}
+    return {"dataset": cfg.data.dataset, **{k: flat.get(k) for k in keys}}
 
 
 def _hardware(device: str) -> str:
@@ -256,40 +422,55 @@ def _hardware(device: str) -> str:
         import torch
 
         return torch.cuda.get_device_name()
-    import os
-
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
-def _write(result: BenchResult, out: str) -> list[str]:
+def _write(result: BenchResult, out: str) -> None:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "bench.json"
-    atomic_write(path, json.dumps(asdict(result), indent=2) + "\n")
-    return [str(path)]
+    atomic_write(folder / "bench.json", json.dumps(asdict(result), indent=2) + "\n")
 
 
 def table(result: BenchResult) -> str:
-    lines = [f"evonas bench: {result.hardware}, torch {result.torch}, {result.date}",
-             f"proxy: {result.settings}", "",
-             f"{'candidate':<12} {'params':>9} {'MACs':>11} {'path':>6} {'eval img/s':>11} {'ref img/s':>10} "
-             f"{'ratio':>6} {'eval s':>7} {'ref s':>7}"]
+    lines = [f"evonas bench: {result.hardware}, torch {result.torch}, {result.date}, n={result.repeats} per row "
+             f"(median, min-max)", f"proxy: {result.settings}", ""]
+    lines += [f"{'candidate':<12} {'params':>9} {'MACs':>11} {'path':>6} {'evaluator img/s':>24} "
+              f"{'reference img/s':>24} {'ratio':>6}"]
     for c in result.candidates:
         lines.append(f"{c['name']:<12} {c['params'] or 0:>9,} {c['macs'] or 0:>11,} {c['path'] or '-':>6} "
-                     f"{c['evaluator_images_per_s'] or 0:>11} {c['reference_images_per_s']:>10} "
-                     f"{c['ratio'] if c['ratio'] is not None else '-':>6} {c['evaluator_seconds']:>7} "
-                     f"{c['reference_seconds']:>7}")
-    lines += ["", f"{'in flight':>9} {'img/s total':>12} {'speedup':>8} {'seconds':>8}"]
-    lines += [f"{r['k']:>9} {r['images_per_s']:>12} {r['speedup']:>8} {r['seconds']:>8}" for r in result.in_flight]
+                     f"{_show(c['evaluator']['images_per_s']):>24} {_show(c['reference']['images_per_s']):>24} "
+                     f"{c['ratio'] if c['ratio'] is not None else '-':>6}")
+    lines += ["", f"{'in flight':>9} {'steady evaluations/h':>26} {'steady img/s':>24} {'speedup':>8} "
+                  f"{'first result s':>16}"]
+    lines += [f"{r['k']:>9} {_show(r['steady_evaluations_per_hour']):>26} {_show(r['steady_images_per_s']):>24} "
+              f"{r['speedup'] if r['speedup'] is not None else '-':>8} {_show(r['fill_seconds']):>16}"
+              for r in result.in_flight]
     p = result.proxy
-    lines += ["", f"evaluations per hour at this proxy: {p['evaluations_per_hour']} "
-                  f"({p['seconds_per_evaluation']} s each, {p['in_flight']} in flight, n={p['n_candidates']}); "
-                  f"DARTS-V2 validation accuracy {p['darts_v2_val_accuracy']}"]
+    if p:
+        lines += ["", f"evaluations per hour at this proxy: {_show(p['evaluations_per_hour'])} with "
+                      f"{p['in_flight']} in flight; DARTS-V2 validation accuracy {_show(p['darts_v2_val_accuracy'])}"]
+    lines += [f"warning: {w}" for w in result.warnings]
+    if result.stopped:
+        lines.append(f"incomplete: {result.stopped}")
     return "\n".join(lines)
+
+
+def _show(summary: dict | None) -> str:
+    if not summary or summary.get("median") is None:
+        return "-"
+    if summary["n"] == 1:
+        return f"{summary['median']:g}"
+    return f"{summary['median']:g} ({summary['min']:g}-{summary['max']:g})"
 
 
 def bench_config(**options) -> BenchConfig:
     values = {k: v for k, v in options.items() if v is not None}
-    if "in_flight" in values and isinstance(values["in_flight"], str):
-        values["in_flight"] = tuple(int(x) for x in values["in_flight"].split(","))
+    if isinstance(values.get("in_flight"), str):
+        text = values["in_flight"]
+        try:
+            values["in_flight"] = tuple(int(x) for x in text.split(","))
+        except ValueError:
+            values["in_flight"] = ()
+        if not values["in_flight"] or min(values["in_flight"]) < 1:
+            raise ConfigError(f"--in-flight: expected comma-separated counts of 1 or more, such as 1,2,4; got {text!r}")
     return replace(BenchConfig(), **values)

@@ -25,9 +25,31 @@ class ConfigError(UserError):
     """A configuration value that is out of range, unknown or inconsistent."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a long command; `hint` tells the user how to continue."""
+class DeviceLost(UserError):
+    """A CUDA error left this process's CUDA context unusable (an illegal address, a launch
+    failure, a device-side assert): nothing more can run on that GPU in this process. Not bad
+    input, but a stop in one line all the same; a fresh process can go on. `result` is the
+    failed Result of the evaluation it surfaced in."""
 
-    def __init__(self, hint: str):
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self):
+        return type(self), (str(self), self.result)
+
+
+class SearchFailed(UserError):
+    """Every evaluation of a generation failed: breeding from failures would only waste time."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or a plain `kill` (SIGTERM) during a long command; `hint` tells the user
+    how to continue, `signum` which signal stopped it (the exit code is 128 + signum)."""
+
+    def __init__(self, hint: str = "nothing finished was lost", signum: int = 2):
         super().__init__(hint)
-        self.hint = hint
+        self.hint, self.signum = hint, signum
+
+    def __reduce__(self):
+        return type(self), (self.hint, self.signum)

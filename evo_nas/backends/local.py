@@ -1,11 +1,12 @@
 """The local backend: long-lived worker processes, one per GPU (K candidates in flight each) or
-CPU workers; dead or hung workers are replaced (docs/backends.md).   [stdlib; the worker's
-loop, with torch, is evo_nas.evaluate.inflight]
+CPU workers; dead, hung or poisoned workers are replaced (docs/backends.md).   [stdlib; the
+worker's loop, with torch, is evo_nas.evaluate.inflight]
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -14,10 +15,15 @@ from multiprocessing.connection import Connection, wait
 
 from evo_nas.backends import after_death
 from evo_nas.config import BackendConfig
-from evo_nas.records import Result, Status
+from evo_nas.errors import DeviceLost
 
-POLL = 0.5  # seconds between checks for dead or overdue workers while waiting for results
-GRACE = 60.0  # seconds on top of twice the time limit before a worker is killed
+POLL = 0.5  # seconds between checks for dead or hung workers while waiting for results
+GRACE = 60.0  # seconds on top of twice the time limit that a worker may say nothing, then it is killed
+HEARTBEAT = 5.0  # a stepping worker says it is alive at most this often
+# What a worker sends besides (task index, result): a heartbeat, and "my CUDA context is lost"
+# (with the reason) just before it exits with EXIT_LOST.
+ALIVE, LOST = -1, -2
+EXIT_LOST = 75
 
 
 @dataclass
@@ -26,7 +32,11 @@ class _Worker:
     slots: int
     process: mp.Process
     conn: Connection  # the driver's end of this worker's pipe
-    in_flight: dict = field(default_factory=dict)  # task index -> (task, tries, started)
+    in_flight: dict = field(default_factory=dict)  # task index -> (task, tries)
+    heard: float = field(default_factory=time.monotonic)  # last message, or when it last got work while idle
+    started: bool = False  # it said it is up (imports and unpickling, which take seconds, are done)
+    lost: str | None = None  # why its CUDA context is unusable, if it said so
+    steps: dict = field(default_factory=dict)  # task index -> (steps done, steps), from its last heartbeat
 
 
 class LocalBackend:
@@ -35,9 +45,11 @@ class LocalBackend:
     def __init__(self, cfg: BackendConfig, time_limit: float = 0.0):
         self.cfg, self.time_limit = cfg, time_limit
         self.devices, self.slots = plan_workers(cfg)
+        self.grace, self.heartbeat = GRACE, HEARTBEAT
         self.context = mp.get_context("spawn")  # CUDA cannot be forked
         self.workers: list[_Worker] = []
         self.fn = None
+        self.on_steps: Callable[[dict], None] | None = None  # {task index: (steps done, steps)}
 
     def map(self, fn: Callable, tasks: Sequence) -> Iterator[tuple[int, dict]]:
         if fn is not self.fn:
@@ -53,10 +65,14 @@ class LocalBackend:
                 yield i, result
 
     def _assign(self, todo: deque) -> None:
+        """Fill free slots in order. A task sent again after its worker died runs alone in
+        its worker, so that a second death is its own (docs/backends.md)."""
         for worker in self.workers:
-            while todo and len(worker.in_flight) < worker.slots:
+            while todo and _takes(worker, todo[0][2]):
                 i, task, tries = todo.popleft()
-                worker.in_flight[i] = (task, tries, time.monotonic())
+                if not worker.in_flight:
+                    worker.heard = time.monotonic()  # time idle is not silence
+                worker.in_flight[i] = (task, tries)
                 try:
                     worker.conn.send((i, task))
                 except OSError:
@@ -65,44 +81,59 @@ class LocalBackend:
     def _collect(self, todo: deque) -> Iterator[tuple[int, dict]]:
         ready = wait([w.conn for w in self.workers], timeout=POLL)
         for worker in self.workers:
-            if worker.conn not in ready:
-                continue
-            try:
-                i, result = worker.conn.recv()
-            except (EOFError, OSError):
-                continue  # the worker died; _check_workers below deals with it
-            if i in worker.in_flight:
-                del worker.in_flight[i]
-                yield i, result
+            while worker.conn in ready and worker.lost is None:
+                try:
+                    i, message = worker.conn.recv()
+                except (EOFError, OSError):
+                    break  # the worker died; _check_workers below deals with it
+                worker.heard, worker.started = time.monotonic(), True
+                if i == LOST:
+                    worker.lost = message
+                elif i == ALIVE and message:
+                    worker.steps = message
+                    self._tell_steps()
+                elif i in worker.in_flight:
+                    del worker.in_flight[i]
+                    yield i, message
+                if not worker.conn.poll():
+                    break
         yield from self._check_workers(todo)
 
+    def _tell_steps(self) -> None:
+        if self.on_steps is not None:
+            self.on_steps({i: done for w in self.workers for i, done in w.steps.items() if i in w.in_flight})
+
     def _check_workers(self, todo: deque) -> Iterator[tuple[int, dict]]:
-        limit = self.time_limit
         for wid, worker in enumerate(self.workers):
-            overdue = [i for i, (_, _, started) in worker.in_flight.items()
-                       if limit and time.monotonic() - started > 2 * limit + GRACE]
-            if worker.process.is_alive() and not overdue:
+            why = self._trouble(worker)
+            if why is None:
                 continue
-            code = worker.process.exitcode
             worker.process.kill()
             worker.process.join()
             worker.conn.close()
-            for i, (task, tries, _) in worker.in_flight.items():
-                if i in overdue:
-                    yield i, Result(Status.FAILED, error=f"time limit {limit:g}s: worker killed after "
-                                                         f"{2 * limit + GRACE:g}s", device=worker.device)
-                elif overdue:
-                    todo.appendleft((i, task, tries))  # an innocent bystander of the kill
-                elif (failed := after_death(tries, f"worker died (exit code {code})", worker.device)) is not None:
+            for i, (task, tries) in worker.in_flight.items():
+                failed = after_death(tries, why, worker.device)
+                if failed is not None:
                     yield i, failed
                 else:
                     todo.appendleft((i, task, tries + 1))
             self.workers[wid] = self._spawn(worker.device, wid)
 
+    def _trouble(self, worker: _Worker) -> str | None:
+        """Why `worker` must be replaced (dead, CUDA context lost, silent too long), or None."""
+        if worker.lost is not None:
+            return f"{worker.lost}; its worker was restarted"
+        if not worker.process.is_alive():
+            return f"worker died (exit code {worker.process.exitcode})"
+        silence = 2 * self.time_limit + self.grace
+        if self.time_limit and worker.started and worker.in_flight and time.monotonic() - worker.heard > silence:
+            return f"no word from its worker for {silence:g}s (time limit {self.time_limit:g}s): worker killed"
+        return None
+
     def _spawn(self, device: str, wid: int) -> _Worker:
         ours, theirs = self.context.Pipe()
         fn = self.fn.on(device) if hasattr(self.fn, "on") else self.fn
-        process = self.context.Process(target=worker_main, args=(fn, device, self.slots, theirs),
+        process = self.context.Process(target=worker_main, args=(fn, device, self.slots, theirs, self.heartbeat),
                                        daemon=True, name=f"evonas-worker-{wid}")
         process.start()
         theirs.close()  # the child has its own copy
@@ -124,6 +155,15 @@ class LocalBackend:
         self.fn = None
 
 
+def _takes(worker: _Worker, tries: int) -> bool:
+    """Whether `worker` takes a task sent `tries` times before: a retried task only an idle
+    worker, and nothing joins a retried task."""
+    if not worker.in_flight:
+        return True
+    alone = any(t > 0 for _, t in worker.in_flight.values())
+    return tries == 0 and not alone and len(worker.in_flight) < worker.slots
+
+
 def plan_workers(cfg: BackendConfig) -> tuple[list[str], int]:
     """Devices of the workers and candidates in flight per worker: one worker per GPU with
     `slots_per_gpu` streams; on CPU `workers` processes (default 1) with one slot each."""
@@ -136,8 +176,29 @@ def plan_workers(cfg: BackendConfig) -> tuple[list[str], int]:
     return ["cpu"] * (cfg.workers or 1), 1
 
 
-def worker_main(fn, device: str, slots: int, conn: Connection) -> None:
-    """A worker process: evaluate the tasks the driver sends until it sends None."""
+def worker_main(fn, device: str, slots: int, conn: Connection, heartbeat: float = HEARTBEAT) -> None:
+    """A worker process: evaluate the tasks the driver sends until it sends None. A poisoned
+    CUDA context ends the process: the driver is told why, then it exits with EXIT_LOST."""
     from evo_nas.evaluate.inflight import serve
 
-    serve(fn, device, slots, conn)
+    conn.send((ALIVE, None))  # up: from now on silence counts
+    try:
+        serve(fn, device, slots, conn, _Heartbeat(conn, heartbeat))
+    except DeviceLost as lost:
+        conn.send((LOST, lost.result.error if lost.result is not None else str(lost)))
+        conn.close()
+        os._exit(EXIT_LOST)  # no cleanup: every CUDA call, a destructor's too, would fail
+
+
+class _Heartbeat:
+    """Tells the driver, at most every `every` seconds, that this worker still steps, and how
+    far each of its candidates is: {task index: (steps done, steps)}."""
+
+    def __init__(self, conn: Connection, every: float):
+        self.conn, self.every, self.last = conn, every, time.monotonic()
+
+    def __call__(self, steps: dict) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.conn.send((ALIVE, dict(steps)))
+            self.last = now

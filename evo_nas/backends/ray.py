@@ -39,6 +39,7 @@ class RayBackend:
         self.cfg = cfg
         self.ray = _ray()
         self.started_ray = False
+        self.on_steps = None  # ray workers do not report steps: the progress moves per evaluation
         if not self.ray.is_initialized():
             try:
                 self.ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False,
@@ -132,7 +133,14 @@ def _actor_class(ray):
                 self.fn = fn
 
             def evaluate(self, task) -> dict:
-                return self.fn(task)
+                from evo_nas.errors import DeviceLost
+
+                try:
+                    return self.fn(task)
+                except DeviceLost:  # a poisoned CUDA context: end the actor, Ray's replacement retries
+                    import os
+
+                    os._exit(75)
 
             def pid(self) -> int:
                 import os

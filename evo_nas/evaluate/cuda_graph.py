@@ -136,27 +136,41 @@ class GraphedStep:
         caller.wait_stream(self.stream)
 
     def capture(self) -> None:
-        """Capture step() into this step's graph; on any failure discard it, raise CaptureError."""
+        """Capture step() into this step's graph; on any failure discard it, raise CaptureError.
+
+        capture_begin/capture_end on this step's own stream, which first waits for the caller's:
+        torch.cuda.graph(...) would also synchronize the whole device (and, depending on the
+        version, gc.collect() and empty the allocator's cache), draining every other
+        candidate's stream at each capture (docs/training.md)."""
         graph = torch.cuda.CUDAGraph()
         caller = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(caller)
         try:
-            with self._own_rng(), torch.cuda.graph(graph, pool=self.pool, stream=self.stream,
-                                                   capture_error_mode=self.capture_error_mode):
-                self.step()
+            with self._own_rng(), torch.cuda.stream(self.stream):
+                graph.capture_begin(pool=self.pool, capture_error_mode=self.capture_error_mode)
+                try:
+                    self.step()
+                except BaseException:
+                    with contextlib.suppress(RuntimeError):  # end the capture; keep the step's own error
+                        graph.capture_end()
+                    raise
+                graph.capture_end()
         except Exception as err:  # any failure: no graph, train eagerly
-            # torch.cuda.graph leaves its stream current when capture_begin/_end raise
-            torch.cuda.set_stream(caller)
+            torch.cuda.set_stream(caller)  # belt and braces: the stream context restored it
             discard_capture(graph, self.device, self.pool)
             if isinstance(err, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()
                 raise CaptureError(f"capture ran out of memory ({one_line(err)})") from err
             raise CaptureError(f"capture failed ({one_line(err)})") from err
+        caller.wait_stream(self.stream)
         self.graph = graph
 
     def replay(self, batch: Sequence[torch.Tensor] | None = None,
                stream: torch.cuda.Stream | None = None) -> None:
         """Copy batch (if given) into the inputs and replay, on `stream` (default: current).
-        The replay stream first waits for the current stream, where the batch was made."""
+        The replay stream first waits for the current stream, where the batch was made, and
+        the current stream then waits for the replay: what the caller does next (the next
+        lr fill, a clone or .item() of the loss sum) is ordered after it."""
         caller = torch.cuda.current_stream(self.device)
         stream = caller if stream is None else stream
         if stream != caller:
@@ -166,6 +180,8 @@ class GraphedStep:
             if batch is not None:
                 self._load(batch, stream)
             self.graph.replay()
+        if stream != caller:
+            caller.wait_stream(stream)
 
     def close(self) -> None:
         """Wait for this step's work, then drop the graph (and its pool) and the references."""

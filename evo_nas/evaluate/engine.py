@@ -22,12 +22,12 @@ from torch import nn
 from evo_nas.config import TrainConfig
 from evo_nas.errors import ConfigError
 from evo_nas.evaluate.cuda_graph import CaptureError, graphed_step
-from evo_nas.evaluate.device_data import DeviceData
+from evo_nas.evaluate.device_data import Augment, DeviceData
 from evo_nas.evaluate.devices import torch_device
 from evo_nas.genome import OPTIMIZERS
 
 REFERENCE_BATCH = 256  # cfg.lr is the peak rate at this batch size
-CHECK_EVERY_CUDA = 50  # steps between host reads of the loss sum (NaN) and the clock, on CUDA
+CHECK_EVERY_CUDA = 50  # steps between host reads of the loss sum (NaN) and the time limit, on CUDA
 TAIL_FRACTION = 0.1  # a proxy's train_loss averages this last fraction of the steps
 DROP_PATH_UPDATES = 100  # drop-path probability is refreshed this many times over a training
 
@@ -195,7 +195,9 @@ class Trainer:
     with `seed`; `state_dict()` carries them, so training resumed from a checkpoint draws what
     an uninterrupted one draws. On CUDA the first call warms up, captures and replays a graph;
     if capture fails, the call restarts eagerly from where it began (an exact eager run).
-    Raises TrainingFailed on a NaN/inf loss or past cfg.time_limit.
+    Raises TrainingFailed on a NaN/inf loss or past cfg.time_limit. The time limit counts
+    `step_seconds`, the time spent inside this training's own steps (on CUDA with their host
+    syncs), so candidates interleaved in one process are each charged their own share.
     """
 
     def __init__(self, model: nn.Module, data: DeviceData, cfg: TrainConfig, device, seed: int, *,
@@ -224,7 +226,11 @@ class Trainer:
         self.path, self.fallback_reason, self.fell_back = "", "", False
         self.graphed, self._batches, self._call_start = None, None, 0
         self._setup(capturable=False)
-        self.train_seconds = 0.0
+        self.train_seconds = 0.0  # wall time of the steps() calls: the rate a caller sees
+        self.step_seconds = 0.0  # time inside this training's own steps: what the time limit counts
+        self._resumed = 0.0  # when the step now running was resumed
+        if self.device.type == "cuda" and cfg.cudnn_benchmark is not None:
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark  # process-wide (docs/training.md)
 
     # -- public ---------------------------------------------------------------------------
     def steps(self, stop: int | None = None) -> Iterator[None]:
@@ -234,18 +240,15 @@ class Trainer:
                                                           steps=stop - self.step)
         started, self._call_start = time.perf_counter(), self.step
         self.model.train()
-        if self.path == "graph":
-            try:
-                yield from self._graphed(stop)
-            except CaptureError as err:
-                if self.cfg.cuda_graph == "on":
-                    raise TrainingFailed(f"CUDA graph capture failed (cuda_graph='on'): {err}") from err
-                self._fall_back(str(err))
-                yield from self._eager(stop)
-        else:
-            yield from self._eager(stop)
+        self._resumed = started
+        for _ in self._path_steps(stop):
+            self.step_seconds += time.perf_counter() - self._resumed
+            yield  # other candidates may step now: their time is theirs
+            self._resumed = time.perf_counter()
         self.marks[self.step] = self.loss_sum.clone()
-        self.train_seconds += time.perf_counter() - started  # the last step's check synced
+        now = time.perf_counter()
+        self.step_seconds += now - self._resumed
+        self.train_seconds += now - started  # the last step's check synced
 
     def run(self, stop: int | None = None) -> None:
         for _ in self.steps(stop):
@@ -289,6 +292,18 @@ class Trainer:
         self._batches = None
 
     # -- the two paths --------------------------------------------------------------------
+    def _path_steps(self, stop: int) -> Iterator[None]:
+        if self.path != "graph":
+            yield from self._eager(stop)
+            return
+        try:
+            yield from self._graphed(stop)
+        except CaptureError as err:
+            if self.cfg.cuda_graph == "on":
+                raise TrainingFailed(f"CUDA graph capture failed (cuda_graph='on'): {err}") from err
+            self._fall_back(str(err))
+            yield from self._eager(stop)
+
     def _setup(self, capturable: bool) -> torch.optim.Optimizer:
         self.optimizer = make_optimizer(self.model.parameters(), self.optimizer_name, self.peak, self.weight_decay,
                                         self.cfg, self.device, capturable=capturable)
@@ -309,7 +324,7 @@ class Trainer:
         done = self.step
         while done < self.total:
             epoch_left = self.total - done
-            for batch in self.data.batches(self.cfg.batch_size, self.generator, self.cfg.augment,
+            for batch in self.data.batches(self.cfg.batch_size, self.generator, Augment.of(self.cfg),
                                            max_batches=epoch_left):
                 done += 1
                 yield batch
@@ -376,7 +391,7 @@ class Trainer:
             self.model.drop_path_prob = self.drop_path * (step - step % self.drop_every) / self.total
 
     def _after(self, stop: int) -> None:
-        """Every check_every steps and at `stop`: one host read for NaN and the clock."""
+        """Every check_every steps and at `stop`: one host read for NaN, then the time limit."""
         self.step = done = self.step + 1
         if done in self.wanted:
             self.marks[done] = self.loss_sum.clone()
@@ -387,7 +402,7 @@ class Trainer:
             raise TrainingFailed(f"nan/inf loss {where}", steps=done)
         self.checked = done
         limit = self.cfg.time_limit
-        if limit and time.perf_counter() - self.start > limit:
+        if limit and self.step_seconds + time.perf_counter() - self._resumed > limit:
             raise TrainingFailed(f"time limit {limit:g}s exceeded after {done} steps", steps=done)
 
 
@@ -476,9 +491,10 @@ class TrainResult:
 
 def proxy_training(model: nn.Module, train_data: DeviceData, val_data: DeviceData, cfg: TrainConfig, device,
                    seed: int, hparams=None, stream: torch.cuda.Stream | None = None
-                   ) -> Generator[None, None, TrainResult]:
+                   ) -> Generator[tuple[int, int], None, TrainResult]:
     """Train `model` briefly, recompute its BatchNorm statistics, measure it on all of
-    val_data: one item per training step, the TrainResult as the return value. With a
+    val_data: one item per training step ((steps done, steps), for progress), the TrainResult
+    as the return value. With a
     `stream`, each next() must run with that stream current. The model is left on `device`,
     in eval mode. Raises TrainingFailed."""
     trainer = Trainer(model, train_data, cfg, device, seed, hparams=hparams, stream=stream)
@@ -486,7 +502,8 @@ def proxy_training(model: nn.Module, train_data: DeviceData, val_data: DeviceDat
     tail = trainer.total - max(1, math.ceil(TAIL_FRACTION * trainer.total))
     trainer.mark(tail)
     try:
-        yield from trainer.steps()
+        for _ in trainer.steps():
+            yield trainer.step, trainer.total
     finally:
         trainer.close()
     loss = trainer.mean_loss(tail, trainer.total)

@@ -3,7 +3,10 @@
 An `Evaluator` is a small picklable callable holding only settings; the data are loaded the
 first time a process calls it and stay resident on that process's device, so a long-lived
 worker pays for loading once. A candidate that runs out of memory, produces a NaN/inf loss,
-exceeds its time limit or raises anything at all becomes a FAILED result and the run goes on.
+exceeds its time limit or raises anything at all becomes a FAILED result and the run goes on,
+with one exception: a CUDA error after which the process's CUDA context is unusable (an illegal
+address, a launch failure, a device-side assert) raises DeviceLost, for the backend to end the
+process (docs/backends.md, "A poisoned CUDA context").
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from evo_nas.build import build
 from evo_nas.config import DataConfig, RunConfig, Skeleton, TrainConfig
+from evo_nas.errors import DeviceLost
 from evo_nas.evaluate import data as datasets
 from evo_nas.evaluate.count import count_macs, count_params
 from evo_nas.evaluate.device_data import DeviceData, on_device
@@ -54,9 +58,10 @@ class EvalSettings:
                    cfg.search.max_macs, cfg.search.max_params)
 
 
-def eval_seed(run_seed: int, individual_id: int) -> int:
-    """Each evaluation's own seed: stable across backends, workers and resumes."""
-    return derive_seed(run_seed, individual_id)
+def eval_seed(run_seed: int, individual_id: int, repeat: int | None = None) -> int:
+    """Each evaluation's own seed: stable across backends, workers and resumes; the first of
+    several repeats has the seed a single evaluation has."""
+    return derive_seed(run_seed, individual_id) if not repeat else derive_seed(run_seed, individual_id, repeat)
 
 
 class Evaluator:
@@ -70,17 +75,27 @@ class Evaluator:
     def __call__(self, task: Task) -> Result:
         return drive(self.begin(task))
 
-    def begin(self, task: Task, stream=None) -> Generator[None, None, Result]:
-        """The evaluation as a generator: one item per training step, the Result as its
-        return value. A worker interleaving several runs each next() with `stream` current."""
+    def begin(self, task: Task, stream=None) -> Generator[tuple[int, int], None, Result]:
+        """The evaluation as a generator: one item per training step ((steps done, steps)),
+        the Result as its return value. A worker interleaving several runs each next() with `stream` current."""
         start = time.perf_counter()
         try:
             result = yield from self._evaluate(task, stream)
         except Exception as err:  # noqa: BLE001 - any failure of a candidate is data
+            if context_lost(err):  # nothing more can run on this device in this process
+                raise self._lost(task, err, time.perf_counter() - start) from err
             result = Result(Status.FAILED, error=describe_error(err))
             if self.settings.device.startswith("cuda"):
                 torch.cuda.empty_cache()
         return replace(result, device=self.settings.device, wall_time=round(time.perf_counter() - start, 3))
+
+    def _lost(self, task: Task, err: BaseException, seconds: float) -> DeviceLost:
+        device = self.settings.device
+        result = Result(Status.FAILED, error=f"CUDA error, the process's CUDA context is lost: {describe_error(err)}",
+                        device=device, wall_time=round(seconds, 3))
+        return DeviceLost(f"{device}: a CUDA error during evaluation {task.id} left this process unable to use the "
+                          f"GPU ({describe_error(err)}); that evaluation is recorded as failed, and resuming the "
+                          f"run goes on in a fresh process", result)
 
     def _evaluate(self, task: Task, stream) -> Generator[None, None, Result]:
         s = self.settings
@@ -94,7 +109,7 @@ class Evaluator:
         if over:
             return Result(Status.INFEASIBLE, **counts, error=f"{over[0]} over the limit")
         train_data, val_data = resident_data(s.data, s.split_seed, s.device)
-        config = replace(s.train, epochs=task.epochs)
+        config = replace(s.train, epochs=task_epochs(s.train, task.epochs, len(train_data)))
         try:
             r = yield from proxy_training(model.to(s.device), train_data, val_data, config, s.device, task.seed,
                                           task.genome.hparams, stream)
@@ -105,9 +120,52 @@ class Evaluator:
                       images_per_s=round(r.images_per_s, 1))
 
 
+def task_epochs(train: TrainConfig, epochs: float, train_size: int) -> float:
+    """The epochs a task trains on a train split of `train_size` images: its own, or under a
+    budget of train.train_images the images over the split, scaled as the task's epochs are
+    to train.epochs (a successive-halving rung trains a fraction of the budget)."""
+    if train.train_images is None:
+        return epochs
+    return train.train_images / train_size * epochs / train.epochs
+
+
+# What a CUDA error that poisons the context says, besides "CUDA error" (the CUDA runtime's
+# texts for illegal address, launch failure, device-side assert, ...; cuDNN's and cuBLAS's
+# execution failures, which follow such a fault).
+_LOST_CONTEXT = ("cuda error", "illegal memory access", "illegal address", "device-side assert",
+                 "unspecified launch failure", "misaligned address", "illegal instruction",
+                 "uncorrectable ecc", "status_execution_failed", "cuda driver error")
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's "can't allocate memory" RuntimeError."""
+    text = str(err).lower()
+    return type(err).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text
+
+
+def context_lost(err: BaseException) -> bool:
+    """Whether `err` (or what caused it) is a CUDA error after which the process's CUDA context
+    is unusable: every later CUDA call fails with it until the process exits. Any CUDA error
+    but running out of memory counts: torch.AcceleratorError where torch has it (2.8 on), else
+    a RuntimeError with the CUDA runtime's words. (A rare error CUDA can recover from, such as
+    a bad launch configuration, then costs a fresh process and a retry: a fair price.)"""
+    accelerator = getattr(torch, "AcceleratorError", None)
+    seen = 0
+    while err is not None and seen < 4:
+        if out_of_memory(err):
+            return False
+        if accelerator is not None and isinstance(err, accelerator):
+            return True
+        text = str(err).lower()
+        if isinstance(err, RuntimeError) and any(words in text for words in _LOST_CONTEXT):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
 def describe_error(err: BaseException) -> str:
     """One line: the exception, and where in the code it happened."""
-    if type(err).__name__ == "OutOfMemoryError" or "out of memory" in str(err).lower():
+    if out_of_memory(err):
         return "out of memory"
     where = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
     at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""

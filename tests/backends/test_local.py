@@ -5,6 +5,9 @@ import multiprocessing as mp
 import os
 import random
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -16,6 +19,7 @@ from evo_nas import config as configs
 from evo_nas import runner
 from evo_nas.backends.local import LocalBackend, plan_workers
 from evo_nas.records import TIMING_FIELDS, Result, Status
+from tests.fakes import Script, ScriptedEvaluator, peers
 
 TIMINGS = set(TIMING_FIELDS) | {"device"}
 BASE = {"space": "nb201", "init_channels": 4, "depth": 1, "train_limit": 96, "val_limit": 64,
@@ -96,7 +100,7 @@ def test_candidates_in_flight_on_cuda_streams_finish_with_sane_results():
     from evo_nas.evaluate.evaluator import EvalSettings, Evaluator, Task
     from evo_nas.evaluate.inflight import run_in_flight
 
-    given = {**BASE, "train_limit": 2048, "batch_size": 128}
+    given = {**BASE, "train_limit": 2048, "batch_size": 128, "epochs": 1.0}  # epochs: not the preset's image budget
     cfg = configs.from_mapping(given, "test", "cuda", data_shape=runner.dataset_shape(configs.from_mapping(given)))
     evaluator = Evaluator(EvalSettings.of(cfg))
     space = cfg.space.make(cfg.skeleton)
@@ -107,3 +111,152 @@ def test_candidates_in_flight_on_cuda_streams_finish_with_sane_results():
         torch.cuda.synchronize()
         assert all(r.ok and 0 <= r.accuracy <= 1 for r in results), results
         assert {r.path for r in results} == {"graph"}
+
+
+# ---------------------------------------------------------------- workers with several slots, on the CPU
+
+def local(slots: int = 2, time_limit: float = 0.0, **backend) -> LocalBackend:
+    """A local backend of one CPU worker with `slots` candidates in flight: the same loop as a
+    GPU worker's, with no streams."""
+    made = LocalBackend(configs.BackendConfig(workers=1, device="cpu", **backend), time_limit)
+    made.slots = slots
+    return made
+
+
+def mapped(backend: LocalBackend, fn, tasks) -> dict:
+    try:
+        return dict(backend.map(fn, tasks))
+    finally:
+        backend.close()
+
+
+def test_a_worker_with_two_slots_keeps_two_candidates_in_flight():
+    results = mapped(local(slots=2), ScriptedEvaluator(), [Script(i, steps=4) for i in range(4)])
+    assert [results[i].accuracy for i in range(4)] == [0.0, 0.01, 0.02, 0.03]
+    pids = {peers(r)[0] for r in results.values()}
+    assert len(pids) == 1 and pids != {os.getpid()}  # one worker process ran them all
+    assert max(peers(r)[1] for r in results.values()) == 2
+
+
+POISON = RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be "
+                      "asynchronously reported at some other API call, so the stacktrace below might be incorrect.")
+
+
+def test_a_poisoned_worker_is_replaced_and_its_candidates_retried_alone():
+    """A CUDA error that poisons the context ends the worker; every candidate in flight is sent
+    again to a fresh worker, alone, so only the one that causes it fails, with the reason."""
+    tasks = [Script(0, steps=6), Script(1, steps=2, raises=POISON), Script(2, steps=3), Script(3, steps=2)]
+    results = mapped(local(slots=2), ScriptedEvaluator(), tasks)
+    bad = results.pop(1)
+    assert bad.status is Status.FAILED and "illegal memory access" in bad.error and bad.error.endswith("2 times")
+    assert "CUDA context is lost" in bad.error and "restarted" in bad.error
+    assert all(r.ok for r in results.values())
+    assert peers(results[0])[1] == 1  # it was in flight with task 1, so it was run again alone
+
+
+def test_only_a_silent_worker_is_killed_as_hung():
+    """With a time limit, a worker that says nothing for 2 x limit + grace is killed and its
+    candidates retried; one that steps says so (heartbeats) however long its candidates run."""
+    backend = local(slots=2, time_limit=0.25)
+    backend.grace, backend.heartbeat = 1.5, 0.1  # silence allowed: 2 s
+    tasks = [Script(0, steps=16, step_seconds=0.2), Script(1, hang=30), Script(2, steps=2)]
+    results = mapped(backend, ScriptedEvaluator(), tasks)
+    assert results[0].ok and results[2].ok  # task 0 steps for 3 s and more: busy, never taken for hung
+    # task 1 would end fine after its 30 s step: it failed because its worker was killed, twice
+    assert results[1].status is Status.FAILED and "no word from its worker for 2s" in results[1].error
+    assert results[1].error.endswith("2 times")
+
+
+def test_the_serial_backend_records_a_poisoned_candidate_then_stops():
+    from evo_nas.backends.serial import SerialBackend
+    from evo_nas.errors import DeviceLost
+
+    got = []
+    with pytest.raises(DeviceLost, match="during evaluation 1 left this process unable to use the GPU"):
+        for i, result in SerialBackend().map(ScriptedEvaluator(), [Script(0), Script(1, raises=POISON), Script(2)]):
+            got.append((i, result))
+    assert [i for i, _ in got] == [0, 1] and got[0][1].ok
+    assert got[1][1].status is Status.FAILED and "illegal memory access" in got[1][1].error
+
+
+# ---------------------------------------------------------------- CUDA: slots, a poisoned context
+
+def cuda_settings(**extra):
+    from evo_nas.evaluate.evaluator import EvalSettings
+
+    given = {**BASE, "train_limit": 2048, "batch_size": 128, "epochs": 1.0, **extra}
+    cfg = configs.from_mapping(given, "test", "cuda", data_shape=runner.dataset_shape(configs.from_mapping(given)))
+    return cfg, EvalSettings.of(cfg)
+
+
+def cuda_tasks(cfg, count: int):
+    from evo_nas.evaluate.evaluator import Task
+
+    space = cfg.space.make(cfg.skeleton)
+    rng = random.Random(1)
+    return [Task(i, space.sample(rng), i, 1.0) for i in range(count)]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_gpu_worker_with_two_slots_gives_what_candidates_give_alone():
+    """A worker process spawned with 2 slots: its candidates train on the graph path, each with
+    a result close to the same candidate trained alone in this process (CUDA kernels are not
+    bit-deterministic: within 0.03 accuracy)."""
+    from evo_nas.evaluate.evaluator import Evaluator
+
+    cfg, settings = cuda_settings(slots_per_gpu=2)
+    tasks = cuda_tasks(cfg, 4)
+    evaluator = Evaluator(settings)
+    alone = [evaluator(task) for task in tasks]
+    backend = LocalBackend(configs.BackendConfig(device="cuda", workers=1, slots_per_gpu=2))
+    assert backend.slots == 2
+    together = mapped(backend, evaluator, tasks)
+    for i, a in enumerate(alone):
+        b = together[i]
+        assert a.ok and b.ok and b.path == "graph", (a, b)
+        assert abs(a.accuracy - b.accuracy) < 0.03 and abs(a.train_loss - b.train_loss) < 0.1
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_device_side_assert_in_one_slot_restarts_the_worker_and_fails_that_candidate_only():
+    """Task 1 triggers a device-side assert while tasks 0 and 2 are in flight beside it: the
+    worker ends, every candidate in flight is retried alone in a fresh worker, task 1 fails
+    there again and is recorded with the reason; the others finish."""
+    from tests.fakes import FaultOnCuda
+
+    cfg, settings = cuda_settings()
+    backend = LocalBackend(configs.BackendConfig(device="cuda", workers=1, slots_per_gpu=3))
+    results = mapped(backend, FaultOnCuda(settings, bad=1), cuda_tasks(cfg, 4))
+    bad = results.pop(1)
+    assert bad.status is Status.FAILED and "device-side assert" in bad.error and bad.error.endswith("2 times")
+    assert all(r.ok and r.path == "graph" for r in results.values()), results
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_serial_backend_stops_after_recording_a_device_side_assert():
+    """In-process the context cannot be replaced: the candidate is recorded failed, then the run
+    stops with DeviceLost. (In a child process: the context it poisons is the child's.)"""
+    code = textwrap.dedent("""
+        from evo_nas.backends.serial import SerialBackend
+        from evo_nas.errors import DeviceLost
+        from tests.backends.test_local import cuda_settings, cuda_tasks
+        from tests.fakes import FaultOnCuda
+
+        cfg, settings = cuda_settings()
+        seen = []
+        try:
+            for i, result in SerialBackend().map(FaultOnCuda(settings, bad=1), cuda_tasks(cfg, 3)):
+                seen.append((i, str(result.status), result.error))
+        except DeviceLost as lost:
+            print("LOST", str(lost).splitlines()[0][:200])
+        print("SEEN", seen)
+    """)
+    run = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "LOST cuda" in run.stdout and "during evaluation 1" in run.stdout
+    seen = run.stdout.split("SEEN", 1)[1]
+    assert "(0, 'ok', None)" in seen and "(1, 'failed'" in seen and "device-side assert" in seen and "(2," not in seen

@@ -15,6 +15,7 @@ import pytest
 from evo_nas import runner
 from evo_nas.cli import main
 from evo_nas.records import TIMING_FIELDS
+from tests.waiting import HANG
 
 ray = pytest.importorskip("ray")
 
@@ -44,9 +45,9 @@ def cluster(tmp_path_factory):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run([str(RAY), "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--port", str(port),
                     "--node-ip-address", "127.0.0.1", "--include-dashboard", "false", "--temp-dir", str(temp),
-                    "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=180)
+                    "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=HANG)
     yield f"127.0.0.1:{port}"
-    subprocess.run([str(RAY), "stop", "--force"], capture_output=True, env=env, timeout=120)
+    subprocess.run([str(RAY), "stop", "--force"], capture_output=True, env=env, timeout=HANG)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_a_killed_ray_worker_is_retried_and_the_run_completes(cluster, serial, t
     killed = []
 
     def kill_an_actor():
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + HANG  # a bound only against a hang: the wait is on the journal
         while time.monotonic() < deadline and not killed:
             if journal.exists() and len(journal.read_text().splitlines()) >= 3:
                 found = subprocess.run(["pgrep", "-f", "ray::EvaluatorActor"], capture_output=True, text=True)

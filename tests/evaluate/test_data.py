@@ -213,10 +213,29 @@ def test_npz_loads_and_counts_classes_over_both_splits(tmp_path):
     x = rng.integers(0, 256, (8, 5, 6), dtype=np.uint8)
     path = tmp_path / "mine.npz"
     np.savez(path, x=x, y=np.arange(8) % 3, x_test=x[:2], y_test=np.array([0, 6], np.int32))
-    ds = load_dataset(f"npz:{path}")
+    with pytest.raises(DataError, match="label 6 >= classes=3"):  # the labels say 3 classes
+        load_dataset(f"npz:{path}")
+    ds = load_dataset(f"npz:{path}", classes=7)  # unless the user says otherwise
     assert ds.x_train.shape == (8, 5, 6, 1) and ds.input_shape == (1, 5, 6)
     assert ds.classes == 7 and ds.flip is False and ds.y_test.dtype == np.int64
-    assert load_npz(path, flip=True).flip is True
+    assert load_npz(path, flip=True, classes=7).flip is True
+
+
+@pytest.mark.parametrize("top", [57, 1000])
+def test_npz_labels_with_gaps_need_the_class_count(tmp_path, top):
+    path = tmp_path / "gaps.npz"
+    np.savez(path, x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, 2, top]))
+    with pytest.raises(DataError, match=f"labels run to {top} but {top - 3} of 0..{top} never appear.*--classes K"):
+        load_dataset(f"npz:{path}")
+    assert load_dataset(f"npz:{path}", classes=top + 1).classes == top + 1
+
+
+def test_a_named_folder_is_the_only_place_looked_in(tmp_path, monkeypatch):
+    """--data-dir without the files is an error, not a silent fall back to the system copy."""
+    with pytest.raises(DataError, match="--data-dir names the folder to use"):
+        load_dataset("fashion-mnist", data_dir=tmp_path / "nowhere")
+    monkeypatch.setenv("EVONAS_DATA", str(tmp_path / "empty"))
+    assert data.search_folders("fashion-mnist") == [tmp_path / "empty" / "fashion-mnist", tmp_path / "empty"]
 
 
 def test_npz_without_test_split(tmp_path):
@@ -277,13 +296,13 @@ def test_missing_data_says_where_it_looked_and_how_to_get_it(tmp_path, name, hin
     message = str(err.value)
     assert "\n" not in message and f"{name} not found" in message
     assert str(bogus) in message and str(bogus / name) in message
-    assert "EVONAS_NO_DOWNLOAD" in message and hint in message and "--data-dir" in message
+    assert "--data-dir names the folder to use" in message and hint in message
 
 
 def test_missing_fashion_mnist_suggests_the_debian_package(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist") as err:
-        load_dataset("fashion-mnist", data_dir=tmp_path / "nowhere")
+        load_dataset("fashion-mnist")
     assert str(tmp_path / "not-installed") in str(err.value)
 
 
@@ -325,7 +344,7 @@ def _md5s(folder: Path) -> dict[str, str]:
 def test_download_checks_md5_then_loads(tmp_path, mirror, monkeypatch):
     arrays = write_mnist(mirror, np.random.default_rng(11))
     monkeypatch.setitem(data.CHECKSUMS, "mnist", _md5s(mirror))
-    ds = load_dataset("mnist", data_dir=tmp_path / "nowhere")
+    ds = load_dataset("mnist")
     cache = tmp_path / "cache" / "mnist"
     assert ds.source == str(cache) and np.array_equal(ds.y_train, arrays[1])
     assert sorted(p.name for p in cache.iterdir()) == sorted(n + ".gz" for n in IDX_NAMES)
@@ -337,13 +356,13 @@ def test_checksum_mismatch_leaves_nothing_behind(tmp_path, mirror, monkeypatch):
     sums[IDX_NAMES[0] + ".gz"] = "0" * 32           # the first file fetched is "corrupt"
     monkeypatch.setitem(data.CHECKSUMS, "mnist", sums)
     with pytest.raises(DataError, match="checksum mismatch"):
-        load_dataset("mnist", data_dir=tmp_path / "nowhere")
+        load_dataset("mnist")
     assert not list((tmp_path / "cache").rglob("*"))     # not even a .part file
 
 
 def test_unreachable_mirror_is_a_data_error(tmp_path, mirror):
     with pytest.raises(DataError, match="download from .* failed") as err:
-        load_dataset("mnist", data_dir=tmp_path / "nowhere")   # served folder is empty: 404
+        load_dataset("mnist")   # served folder is empty: 404
     assert "\n" not in str(err.value)
     assert not (tmp_path / "cache" / "mnist").exists()
 

@@ -153,6 +153,43 @@ def test_test_part():
         DeviceData(toy(), part="test")
 
 
+def test_the_batches_of_a_seed_do_not_change():
+    """The draws of an epoch, in their order (permutation, row offsets, column offsets, mirror
+    coins), replayed by hand on the oracle's images: what every earlier version drew, so moving
+    the draws to pinned memory (or adding augmentations after them) changed no batch."""
+    ds, pad = toy(), 2
+    dd, oracle = DeviceData(ds, pad=pad), normalised(ds, pad)
+    gen, mine = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    labels = []
+    for _ in range(2):  # two epochs: the second continues the generator
+        order = torch.randperm(N, generator=mine)
+        dy, dx = (torch.randint(0, 2 * pad + 1, (N,), generator=mine) for _ in range(2))
+        mirror = torch.rand(N, generator=mine) < 0.5
+        for k, (x, y) in enumerate(dd.batches(16, gen, augment=True)):
+            for j, (image, label) in enumerate(zip(x.permute(0, 2, 3, 1).numpy(), y.tolist())):
+                i = 16 * k + j
+                crop = oracle[order[i], dy[i]:dy[i] + 8, dx[i]:dx[i] + 8]
+                assert label == order[i] and np.allclose(image, crop[:, ::-1] if mirror[i] else crop, atol=1e-5)
+            labels.append(y.tolist())
+    assert labels[0] == [1, 13, 36, 25, 9, 22, 31, 6, 4, 8, 32, 38, 17, 14, 16, 3]  # recorded before the change
+    assert labels[3] == [28, 38, 12, 32, 15, 37, 19, 30, 31, 16, 10, 39, 1, 9, 21, 2]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_host_drawn_augmentation_gives_the_cpus_batches_on_the_gpu():
+    """With a CPU generator (the source of truth) the draws travel from pinned memory; crops,
+    mirrors, resized crops and lighting then match the CPU's batches."""
+    from evo_nas.evaluate.device_data import Augment
+
+    ds, aug = toy(), Augment(crop_scale=0.5, crop_ratio=1.3, brightness=0.3, contrast=0.3)
+    cuda, cpu = DeviceData(ds, device="cuda"), DeviceData(ds)
+    for (xg, yg), (xc, yc) in zip(cuda.batches(8, torch.Generator().manual_seed(5), aug),
+                                  cpu.batches(8, torch.Generator().manual_seed(5), aug)):
+        assert xg.is_cuda and torch.equal(yg.cpu(), yc)
+        assert torch.allclose(xg.cpu(), xc, atol=1e-4)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_batches_live_on_the_gpu_and_match_the_cpu():
     ds = toy()

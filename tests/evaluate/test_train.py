@@ -2,11 +2,14 @@
 optimizers, resuming from a state; on CUDA the whole-step graph, its fallbacks, and several
 GraphedSteps on several streams."""
 
+import dataclasses
+import functools
 import math
 import pickle
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -471,10 +474,10 @@ def test_nan_and_time_limit_on_the_graph_path(cuda_data):
 @cuda_test
 def test_cell_network_with_aux_head_and_drop_path_on_the_graph_path(cuda_data):
     from evo_nas.build import Skeleton, build
-    from evo_nas.genome_io import load_genome
+    from evo_nas.genome_io import PACKAGED, load_genome
 
     torch.manual_seed(0)
-    genome = load_genome(ROOT / "genomes" / "darts_v2.yaml")
+    genome = load_genome(PACKAGED / "darts_v2.yaml")
     model = build(genome, Skeleton(input_shape=(1, 28, 28), init_channels=8, depth=3, auxiliary=True,
                                    drop_path=0.2))
     result = train(model, *cuda_data, TrainConfig(epochs=1, batch_size=128), "cuda", seed=0)
@@ -558,3 +561,283 @@ def test_graphed_steps_draw_from_their_own_rng():
         assert torch.equal(x, y)
     assert not torch.equal(draws[0][1], draws[0][2])
     assert torch.equal(torch.cuda.get_rng_state(), before)
+
+
+# ---------------------------------------------------------------- failures that end a process
+
+CUDA_FAULTS = [
+    RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be asynchronously "
+                 "reported at some other API call, so the stacktrace below might be incorrect.\nFor debugging "
+                 "consider passing CUDA_LAUNCH_BLOCKING=1"),
+    RuntimeError("CUDA error: device-side assert triggered\nCompile with `TORCH_USE_CUDA_DSA` to enable "
+                 "device-side assertions."),
+    RuntimeError("CUDA error: unspecified launch failure"),
+    RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"),
+    RuntimeError("CUDA error: misaligned address"),
+]
+NOT_FATAL = [
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+                                "139.72 GiB of which 1.03 GiB is free."),
+    RuntimeError("CUDA error: out of memory"),
+    RuntimeError("mat1 and mat2 shapes cannot be multiplied (128x10 and 12x10)"),
+    ValueError("CUDA error: a ValueError is ours, not the runtime's"),
+    TrainingFailed("nan/inf loss at step 3"),
+]
+
+
+@pytest.mark.parametrize("err", CUDA_FAULTS, ids=lambda e: str(e).split("\n")[0][:30])
+def test_cuda_errors_that_poison_the_context_are_told_apart(err):
+    from evo_nas.evaluate.evaluator import context_lost
+
+    assert context_lost(err)
+    try:  # raised while handling one, anything is fatal too
+        try:
+            raise err
+        except RuntimeError:
+            raise KeyError("cleanup failed")  # noqa: B904
+    except KeyError as later:
+        assert context_lost(later)
+
+
+@pytest.mark.parametrize("err", NOT_FATAL, ids=lambda e: str(e)[:30])
+def test_out_of_memory_and_other_errors_are_failed_candidates(err):
+    from evo_nas.evaluate.evaluator import context_lost
+
+    assert not context_lost(err)
+
+
+@pytest.mark.skipif(not hasattr(torch, "AcceleratorError"), reason="torch.AcceleratorError is torch 2.8 on")
+def test_an_accelerator_error_is_fatal_unless_out_of_memory():
+    from evo_nas.evaluate.evaluator import context_lost
+
+    assert context_lost(torch.AcceleratorError("CUDA error: an illegal instruction was encountered"))
+    assert not context_lost(torch.AcceleratorError("CUDA error: out of memory"))
+
+
+def test_the_evaluator_raises_device_lost_for_a_poisoned_context_and_records_the_rest():
+    from evo_nas.errors import DeviceLost
+    from evo_nas.evaluate.engine import drive
+    from tests.fakes import Script, ScriptedEvaluator
+
+    evaluator = ScriptedEvaluator()
+    with pytest.raises(DeviceLost) as caught:
+        drive(evaluator.begin(Script(7, raises=CUDA_FAULTS[1])))
+    lost = caught.value
+    assert "evaluation 7" in str(lost) and "\n" not in str(lost)
+    assert lost.result.status.value == "failed" and "device-side assert triggered" in lost.result.error
+    assert lost.result.device == "cpu" and lost.result.wall_time >= 0
+    failed = evaluator(Script(8, raises=NOT_FATAL[0]))
+    assert failed.status.value == "failed" and failed.error == "out of memory"
+    assert pickle.loads(pickle.dumps(lost)).result == lost.result
+
+
+# ---------------------------------------------------------------- candidates interleaved in one process
+
+class InFlightTrainings:
+    """What interleave() steps: begin(task, stream) is a proxy training of the network
+    `task.make()` builds (its result, or the TrainingFailed reason)."""
+
+    def __init__(self, data, cfg: TrainConfig, device: str = "cpu"):
+        self.data, self.cfg, self.device = data, cfg, device
+
+    def begin(self, task, stream=None):
+        from evo_nas.evaluate.engine import proxy_training
+
+        model = task.make()
+        cfg = dataclasses.replace(self.cfg, **task.train)
+        try:
+            r = yield from proxy_training(model, *self.data, cfg, self.device, task.seed, stream=stream)
+        except TrainingFailed as failure:
+            return failure.reason
+        return r
+
+    def alone(self, task):
+        from evo_nas.evaluate.engine import drive
+
+        return drive(self.begin(task))
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    make: object
+    seed: int = 0
+    train: dict = dataclasses.field(default_factory=dict)
+
+
+def same(a, b) -> bool:
+    """Equal trainings: the same numbers (timings aside), or the same failure."""
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return (a.val_accuracy, a.train_loss, a.steps, a.path, a.fallback_reason) == \
+        (b.val_accuracy, b.train_loss, b.steps, b.path, b.fallback_reason)
+
+
+def test_candidates_in_flight_give_what_each_gives_alone_nan_and_time_limit_too(cpu_data):
+    """On the CPU (streams None) three trainings interleaved give bit for bit what each gives
+    alone; a NaN fails its own candidate at its step; and a time limit counts a candidate's
+    own steps, not those of a slow candidate beside it (1.5 s a step: from its start, the
+    first candidate's wall time passes its 4 s limit in its third step)."""
+    from evo_nas.evaluate.inflight import run_in_flight
+
+    runner = InFlightTrainings(cpu_data, TrainConfig(epochs=1, batch_size=500, bn_recalibration=500))
+    tasks = [Candidate(lambda: small_net(0, dropout=0.0), seed=1, train={"time_limit": 4.0}),
+             Candidate(lambda: NanAfter(small_net(1, dropout=0.0), after=2), seed=2),
+             Candidate(functools.partial(SlowNet, 1.5), seed=3)]
+    alone = [runner.alone(t) for t in tasks]
+    together = run_in_flight(runner, tasks, [None] * 3)
+    assert alone[1] == "nan/inf loss at step 3" and together[1] == alone[1]
+    assert all(same(a, b) for a, b in zip(alone, together))
+    assert together[0].steps == 4  # 2000 images, batch 500: the whole epoch within its own 4 s
+
+
+class SlowNet(nn.Module):
+    """small_net, and `seconds` of sleep in every training forward: a slow candidate."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.inner, self.seconds = small_net(2, dropout=0.0), seconds
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(self.seconds)
+        return self.inner(x)
+
+
+def test_a_failed_capture_beside_replaying_graphs_falls_back_alone(monkeypatch, cpu_data):
+    """The graph path's orchestration on the CPU (FakeGraphedStep): one candidate's capture
+    fails while two others replay theirs; it restarts eagerly from its initial state, and
+    every candidate ends as it does alone."""
+    from evo_nas.evaluate.inflight import run_in_flight
+
+    graph_path_on_cpu(monkeypatch)
+    runner = InFlightTrainings(cpu_data, TrainConfig(epochs=1, batch_size=250, bn_recalibration=500))
+
+    def refusing():
+        model = small_net(4, dropout=0.0)
+        model.refuses_capture = True
+        return model
+
+    tasks = [Candidate(lambda: small_net(3, dropout=0.0), seed=1), Candidate(refusing, seed=2),
+             Candidate(lambda: small_net(5, dropout=0.0), seed=3)]
+    alone = [runner.alone(t) for t in tasks]
+    together = run_in_flight(runner, tasks, [None] * 3)
+    assert [r.path for r in together] == ["graph", "eager", "graph"]  # (a CPU result has no fallback_reason)
+    assert all(same(a, b) for a, b in zip(alone, together))
+
+
+def test_an_image_budget_sets_the_epochs_whatever_the_split(cpu_data):
+    from evo_nas import config as configs
+    from evo_nas.evaluate.evaluator import task_epochs
+
+    assert configs.from_mapping({}, device="cuda").train.train_images == configs.PRESETS["cuda"]["train_images"]
+    assert configs.from_mapping({"epochs": 2}, device="cuda").train.train_images is None  # epochs given: no budget
+    assert configs.from_mapping({}, device="cpu").train.train_images is None
+    budget = TrainConfig(epochs=1.0, train_images=30720)
+    assert task_epochs(budget, 1.0, 54000) == pytest.approx(30720 / 54000)
+    assert task_epochs(budget, 0.25, 54000) == pytest.approx(0.25 * 30720 / 54000)  # a rung's share of the budget
+    assert task_epochs(TrainConfig(epochs=2.0), 2.0, 999) == 2.0
+    epochs = task_epochs(TrainConfig(train_images=1000), 1.0, len(cpu_data[0]))
+    result = train(small_net(), *cpu_data, TrainConfig(epochs=epochs, batch_size=250, bn_recalibration=250), "cpu", 0)
+    assert result.steps == 4  # 1,000 images in batches of 250
+
+
+# ---------------------------------------------------------------- CUDA: candidates in flight on streams
+
+def in_flight_on_cuda(cuda_data, tasks, cfg=None):
+    from evo_nas.evaluate.inflight import run_in_flight
+
+    runner = InFlightTrainings(cuda_data, cfg or TrainConfig(epochs=2, batch_size=128), device="cuda")
+    alone = [runner.alone(t) for t in tasks]
+    together = run_in_flight(runner, tasks, [torch.cuda.Stream() for _ in tasks])
+    torch.cuda.synchronize()
+    return alone, together
+
+
+def close(a, b) -> bool:
+    """The same training within CUDA's nondeterminism, or the same failure."""
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return a.path == b.path and abs(a.val_accuracy - b.val_accuracy) < 0.03 and abs(a.train_loss - b.train_loss) < 0.1
+
+
+@cuda_test
+def test_in_flight_on_streams_each_candidate_gives_what_it_gives_alone(cuda_data):
+    tasks = [Candidate(functools.partial(small_net, i, dropout=0.0), seed=i) for i in range(3)]
+    alone, together = in_flight_on_cuda(cuda_data, tasks)
+    assert all(r.path == "graph" and math.isfinite(r.train_loss) for r in together), together
+    assert all(close(a, b) for a, b in zip(alone, together)), (alone, together)
+
+
+@cuda_test
+def test_a_failed_capture_while_other_graphs_replay(cuda_data):
+    """Candidate 1 fails its capture (and falls back to eager) while candidates 0 and 2 have
+    their graphs captured and replaying on their streams: nothing leaks between them."""
+    tasks = [Candidate(lambda: small_net(0, dropout=0.0), seed=0),
+             Candidate(lambda: FailsWhenCaptured("raise"), seed=1),
+             Candidate(lambda: small_net(2, dropout=0.0), seed=2)]
+    alone, together = in_flight_on_cuda(cuda_data, tasks)
+    assert [r.path for r in together] == ["graph", "eager", "graph"]
+    assert "refuses capture" in together[1].fallback_reason
+    assert all(close(a, b) for a, b in zip(alone, together)), (alone, together)
+
+
+@cuda_test
+def test_nan_and_time_limit_under_interleaving(cuda_data):
+    """A NaN fails its candidate at its own check (step 100: checks are 50 steps apart), a tiny
+    time limit its own candidate at the first check, and a neighbour trains on unharmed."""
+    tasks = [Candidate(lambda: NanAfter(small_net(0, dropout=0.0), after=60), seed=0),
+             Candidate(lambda: small_net(1, dropout=0.0), seed=1, train={"time_limit": 1e-6}),
+             Candidate(lambda: small_net(2, dropout=0.0), seed=2)]
+    alone, together = in_flight_on_cuda(cuda_data, tasks, TrainConfig(epochs=3, batch_size=128))
+    assert together[0] == alone[0] == "nan/inf loss in steps 51-100"
+    assert together[1] == alone[1] == "time limit 1e-06s exceeded after 50 steps"
+    assert close(alone[2], together[2]) and together[2].path == "graph"
+
+
+@cuda_test
+def test_after_a_replay_on_another_stream_the_current_stream_waits_for_it():
+    """replay(stream=S) orders the caller's stream after the replay: reading the output on the
+    current stream, without any sync, sees the whole replay."""
+    x = torch.ones(1 << 20, device="cuda")
+    out = torch.zeros_like(x)
+
+    def step():
+        out.copy_(x)
+        for _ in range(200):  # long enough that a read not ordered after it would see it unfinished
+            out.mul_(1.001)
+
+    graphed = GraphedStep(step, (x,), keep=(out,))
+    graphed.run_eager((x,))
+    graphed.capture()
+    side = torch.cuda.Stream()
+    expected = torch.full_like(x, 1.001 ** 200)
+    for _ in range(5):
+        out.zero_()
+        graphed.replay(stream=side)
+        assert torch.allclose(out.clone(), expected, rtol=1e-4)  # the clone runs on the current stream
+    graphed.close()
+
+
+@cuda_test
+def test_cudnn_benchmark_is_set_from_the_config_and_left_alone_without_one(cuda_data):
+    before = torch.backends.cudnn.benchmark
+    try:
+        for flag in (True, False):
+            Trainer(small_net(), cuda_data[0], TrainConfig(cudnn_benchmark=flag), "cuda", 0)
+            assert torch.backends.cudnn.benchmark is flag
+        torch.backends.cudnn.benchmark = True
+        Trainer(small_net(), cuda_data[0], TrainConfig(), "cuda", 0)
+        assert torch.backends.cudnn.benchmark is True
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def test_the_cpu_allocator_running_out_is_out_of_memory_too():
+    from evo_nas.evaluate.evaluator import context_lost, describe_error
+
+    try:  # a real allocation the CPU allocator refuses: a petabyte
+        torch.empty(1 << 50, dtype=torch.uint8)
+    except RuntimeError as err:
+        assert describe_error(err) == "out of memory" and not context_lost(err)
+    else:
+        pytest.fail("a petabyte was allocated")
