@@ -1,10 +1,11 @@
-"""The run report: what it shows (report.data), how it looks (report.html), and writing it.
+"""The run report: what it shows (report.data), its figures (report.figures), its architecture
+drawings (report.drawing), how it looks (report.html), and writing it.
 
 `report_data(run_dir)` computes a small `ReportData` from the journal (no plotly); `render_html`
-turns it into one self-contained page (plotly.js embedded, so the file opens offline);
-`write_report` writes it with front.csv and history.csv; `refresh` is what the runner calls
-after each generation. The journal is the truth: everything is recomputed from it. What is
-counted, and how, is in docs/report.md.
+turns it into one page (plotly.js embedded, so the file opens offline, unless one shared
+plotly.min.js is asked for); `write_report` writes it with its front and history CSVs; `refresh`
+is what the runner calls after each generation. The journal is the truth: everything is
+recomputed from it. What is counted, and how, is in docs/report.md.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from evo_nas.errors import UserError
 from evo_nas.files import atomic_write
 from evo_nas.records import Record
 from evo_nas.report.data import ReportData, report_data, si
-from evo_nas.store import RunDir, history_frame, write_csv
+from evo_nas.store import RunDir, history_frame
 
-FRONT_COLUMNS = ["id", "name", "generation", "operator", "parents", "accuracy", "macs", "params", "description",
-                 "genome"]
+FRONT_COLUMNS = ["id", "name", "generation", "operator", "parents", "accuracy", "accuracy_sd", "repeats", "macs",
+                 "params", "description", "genome"]
+PLOTLY_JS = ("inline", "shared")
 
 
 def front_rows(run_dir: str | os.PathLike | RunDir) -> list[dict]:
@@ -32,8 +34,8 @@ def front_rows(run_dir: str | os.PathLike | RunDir) -> list[dict]:
 
 def _row(e: Record) -> dict:
     return {"id": e.id, "name": e.genome.name, "generation": e.generation, "operator": e.operator,
-            "parents": list(e.parents), "accuracy": e.accuracy, "macs": e.macs, "params": e.params,
-            "description": e.genome.describe(), "genome": e.genome.to_dict()}
+            "parents": list(e.parents), "accuracy": e.accuracy, "accuracy_sd": e.accuracy_sd, "repeats": e.repeats,
+            "macs": e.macs, "params": e.params, "description": e.genome.describe(), "genome": e.genome.to_dict()}
 
 
 def front_frame(rows: list[dict]):
@@ -59,47 +61,120 @@ def print_front(rows: list[dict]) -> None:
         table.add_column(column, justify=justify, overflow="fold")
     for r in rows:
         genome = f"{r['name']}: {r['description']}" if r["name"] else r["description"]
-        table.add_row(str(r["id"]), str(r["generation"]), f"{r['accuracy']:.4f}", si(r["macs"]),
+        accuracy = f"{r['accuracy']:.4f}" + (f" ± {r['accuracy_sd']:.4f}" if r.get("accuracy_sd") is not None else "")
+        table.add_row(str(r["id"]), str(r["generation"]), accuracy, si(r["macs"]),
                       si(r["params"]), escape(r["operator"]), escape(genome))  # cells print as [..]
     console.print(table)
 
 
-def render_html(data: ReportData) -> str:
+def render_html(data: ReportData, plotly_js: str = "inline", tail: str = "") -> str:
     from evo_nas.report.html import render_html as render
 
-    return render(data)
+    return render(data, plotly_js, tail)
 
 
-def write_report(run_dir: str | os.PathLike | RunDir, out: str | os.PathLike | None = None) -> Path:
-    """Write report.html, front.csv and history.csv into the run directory, or only the HTML
-    to `out`. Everything is read and rendered before the first byte is written."""
+def write_report(run_dir: str | os.PathLike | RunDir, out: str | os.PathLike | None = None,
+                 plotly_js: str = "inline") -> dict[str, Path]:
+    """Write the report with its front and history CSVs: report.html, front.csv and history.csv
+    in the run directory, or `out` with OUT-front.csv and OUT-history.csv beside it; with
+    plotly_js="shared" also plotly.min.js beside the page. Returns what was written, by kind.
+
+    Everything is checked, read and rendered before the first byte is written. `out` never
+    replaces one of the run's own files, nor any file that is not one evonas wrote of the
+    same kind: a UserError says which, and nothing is written."""
+    if plotly_js not in PLOTLY_JS:
+        raise UserError(f"--plotly-js: must be one of {', '.join(PLOTLY_JS)}, got {plotly_js!r}")
     run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
+    targets = _targets(run, out, plotly_js)
+    if out is not None:
+        _check_targets(run, targets)
     data = report_data(run)
-    page = render_html(data)
-    if out is None:
-        return _write_run_files(run, data, page)
-    path = Path(out)
+    files = {"report": render_html(data, plotly_js), "front": front_frame([_row(data.individuals[i])
+                                                                          for i in data.front]).to_csv(index=False),
+             "history": history_frame(data.history).to_csv(index=False)}
+    if plotly_js == "shared":
+        from plotly.offline import get_plotlyjs
+
+        files["plotly.js"] = get_plotlyjs()
+    for kind, path in targets.items():
+        try:
+            _write_unless_same(path, files[kind])
+        except OSError as err:
+            raise UserError(f"{path}: cannot write the report ({err.strerror or err})") from None
+    return targets
+
+
+def _targets(run: RunDir, out, plotly_js: str) -> dict[str, Path]:
+    page = run.path / "report.html" if out is None else Path(out)
+    if out is None or _same(page, run.path / "report.html"):
+        targets = {"report": page, "front": run.path / "front.csv", "history": run.history_file}
+    else:
+        targets = {"report": page, "front": page.with_name(f"{page.stem}-front.csv"),
+                   "history": page.with_name(f"{page.stem}-history.csv")}
+    if plotly_js == "shared":
+        from evo_nas.report.html import PLOTLY_FILE
+
+        targets["plotly.js"] = page.with_name(PLOTLY_FILE)
+    return targets
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _check_targets(run: RunDir, targets: dict[str, Path]) -> None:
+    own = {"config": run.config_file, "meta": run.meta_file, "journal": run.journal_file,
+           "history": run.history_file, "front": run.path / "front.csv"}
+    snapshots = run.snapshot_dir.resolve()
+    for kind, path in targets.items():
+        resolved = path.resolve()
+        mine = next((name for name, f in own.items() if resolved == f.resolve() and name != kind), None)
+        if mine is not None:
+            raise UserError(f"{path}: is the run's own {mine} file; --out must name a new file or an earlier "
+                            f"report (nothing was written)")
+        if resolved == snapshots or snapshots in resolved.parents:
+            raise UserError(f"{path}: is in the run's snapshots folder; --out must name a file outside it "
+                            f"(nothing was written)")
+        if resolved.is_dir():
+            raise UserError(f"{path}: is a folder; --out names the HTML file to write (nothing was written)")
+        if resolved.exists() and not written_by_evonas(resolved, kind):
+            what = {"report": "an evonas report", "plotly.js": "a copy of plotly.js"}.get(kind, "an evonas table")
+            raise UserError(f"{path}: exists and is not {what}; remove it or choose another --out "
+                            f"(nothing was written)")
+
+
+def written_by_evonas(path: Path, kind: str) -> bool:
+    """Whether an existing file is one `write_report` wrote for `kind`: a page with evonas's
+    generator tag (or the title older reports had), plotly.js, or a table of evonas rows."""
     try:
-        atomic_write(path, page)
-    except OSError as err:
-        raise UserError(f"{path}: cannot write the report ({err.strerror or err})") from None
-    return path
+        with open(path, "rb") as f:
+            start = f.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    if kind == "report":
+        from evo_nas.report.html import GENERATOR
+
+        return start.startswith("<!DOCTYPE html>") and (GENERATOR in start or "<title>evonas report:" in start)
+    if kind == "plotly.js":
+        return "plotly.js v" in start[:200]
+    header = start.split("\n", 1)[0].split(",")
+    return header[0] == "id" and header[-1] == "genome"
 
 
-def _write_run_files(run: RunDir, data: ReportData, page: str) -> Path:
-    write_csv(history_frame(data.history), run.history_file)
-    write_csv(front_frame([_row(data.individuals[i]) for i in data.front]), run.path / "front.csv")
-    atomic_write(run.path / "report.html", page)
-    return run.path / "report.html"
+def _write_unless_same(path: Path, text: str) -> None:
+    """atomic_write, skipped when the file holds exactly this already (a shared plotly.js)."""
+    try:
+        if path.stat().st_size == len(text.encode("utf-8")) and path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write(path, text)
 
 
 def refresh(run: RunDir) -> None:
     """Rewrite the report after a generation. A run directory or disk problem becomes a
     warning, never a failed run: the search matters more than its report. Bugs still raise."""
     try:
-        data = report_data(run)
-        _write_run_files(run, data, render_html(data))
+        write_report(run)
     except (UserError, OSError) as err:
         warnings.warn(f"{run.path}: report not refreshed ({err})", stacklevel=2)
-
-

@@ -1,18 +1,21 @@
-"""What the run report shows, computed from the journal's History: a small `ReportData`
-(docs/report.md says what is counted, and how).   [no plotly]
+"""What the run report shows, computed from the journal's History: a small `ReportData`, and the
+table of every evaluation that the page and `evo_nas.load` share (docs/report.md says what is
+counted, and how).   [no plotly]
 """
 
 from __future__ import annotations
 
 import math
 import os
+import statistics
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 
 from evo_nas import pareto
 from evo_nas.config import flat_config
 from evo_nas.errors import RunDirError
-from evo_nas.records import History, Record
+from evo_nas.records import History, Record, combined
 from evo_nas.spaces.hparams import HParamSpace
 from evo_nas.store import RunDir
 
@@ -53,8 +56,19 @@ class Gene:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """Wall time of the trainings (a record's `wall_time`), and the run's span on the clock."""
+
+    trained: int  # evaluations with a wall time (an individual's repeats at one rung: one, their sum)
+    median: float | None  # seconds per evaluation
+    mean: float | None
+    total: float  # seconds of training, summed
+    span: float | None  # seconds from the run's start to its last record (a resumed run's pauses included)
+
+
+@dataclass(frozen=True)
 class ReportData:
-    name: str
+    name: str  # the run's name (config.yaml's run.name), else its folder's
     path: str
     config: dict  # flat: setting name -> value
     meta: dict
@@ -66,7 +80,8 @@ class ReportData:
     lineage: dict[int, tuple[int, ...]]  # front id -> it and its ancestors, breadth first
     best: tuple[int, ...]  # the best candidates by accuracy (for the hyperparameter rule)
     genes: tuple[Gene, ...]  # empty unless the run searches hyperparameters
-    history: History  # the journal as read, for history.csv
+    history: History  # the journal as read, for history.csv and the table of every evaluation
+    timing: Timing
 
     @property
     def evaluations(self) -> list[Record]:
@@ -95,11 +110,12 @@ def report_data(run_dir: str | os.PathLike | RunDir) -> ReportData:
     best = best_candidates(evaluations)
     hparams = bool(config.get("hparams"))
     return ReportData(
-        name=run.path.name, path=str(run.path), config=config, meta=meta, objectives=objectives,
-        reference=reference, individuals=individuals, front=tuple(e.id for e in front),
+        name=str(config.get("name") or run.path.name), path=str(run.path), config=config, meta=meta,
+        objectives=objectives, reference=reference, individuals=individuals, front=tuple(e.id for e in front),
         generations=tuple(generation_stats(evaluations, objectives, reference)),
         lineage={e.id: ancestry(individuals, e.id) for e in front},
-        best=tuple(e.id for e in best), genes=tuple(hparam_genes(best)) if hparams else (), history=history)
+        best=tuple(e.id for e in best), genes=tuple(hparam_genes(best)) if hparams else (), history=history,
+        timing=timing(history, meta.get("created")))
 
 
 def _objectives(run: RunDir, names) -> tuple[str, ...]:
@@ -148,6 +164,25 @@ def ancestry(individuals: dict[int, Record], member: int) -> tuple[int, ...]:
     return tuple(order)
 
 
+def timing(history: History, created: str | None) -> Timing:
+    """Seconds per evaluation (the sum of its trainings' wall times), in all, and on the clock."""
+    times = [math.fsum(r.wall_time for r in group if r.wall_time is not None) for group in _trainings(history)
+             if group[0].cache_of is None and any(r.wall_time is not None for r in group)]
+    stamps = [_when(r.finished) for r in history.records]
+    start, last = _when(created), max((t for t in stamps if t is not None), default=None)
+    return Timing(len(times), statistics.median(times) if times else None,
+                  statistics.fmean(times) if times else None, math.fsum(times),
+                  (last - start).total_seconds() if start is not None and last is not None else None)
+
+
+def _when(stamp: object) -> datetime | None:
+    """A journal or meta.json time stamp (local time, ISO 8601); None if absent or unreadable."""
+    try:
+        return datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        return None
+
+
 def best_candidates(evaluations: list[Record]) -> list[Record]:
     ok = sorted((e for e in evaluations if e.ok), key=lambda e: (-e.accuracy, e.id))
     return ok[: max(BEST_MIN, math.ceil(BEST_SHARE * len(ok)))]
@@ -188,6 +223,50 @@ def _border_warning(name: str, values: list[float], bounds, edges: list[str]) ->
     where = " and ".join(f"the {side} edge ({bounds[side == 'upper']:g})" for side in edges)
     return (f"{GENE_LABELS[name]}: most of the {len(values)} best candidates sit at {where} of its range "
             f"{bounds[0]:g} to {bounds[1]:g}; the best value may lie outside it, so widen the range")
+
+
+# -- the table of every evaluation: one row per (individual, rung) (the HTML table, evo_nas.load) --
+
+RESULT_COLUMNS = ("accuracy", "accuracy_sd", "repeats", "macs", "params", "train_loss", "epochs", "wall_time",
+                  "images_per_s", "device", "path", "precision", "fallback")
+ROW_COLUMNS = ("id", "rung", "generation", "operator", "parents", "status", *RESULT_COLUMNS, "cache_of", "error",
+               "finished", "final", "on_front", "name", "description", "key", "genome")
+HPARAM_FIELDS = ("lr", "weight_decay", "dropout", "optimizer")  # columns of runs that search them
+
+
+def evaluations_of(history: History) -> list[Record]:
+    """Each evaluation of the journal, in the order first written: an individual at one rung
+    (the trainings of `--repeats` combined, as History.final combines them), or a cache hit.
+    Without repeats these are the journal's lines."""
+    return [combined(records) for records in _trainings(history)]
+
+
+def _trainings(history: History) -> list[list[Record]]:
+    """The journal's records grouped by evaluation (id and rung), in the order first written."""
+    groups: dict[tuple[int, int], list[Record]] = {}
+    for r in history.records:
+        groups.setdefault((r.id, r.rung), []).append(r)
+    return list(groups.values())
+
+
+def evaluation_rows(history: History, front: tuple[int, ...] | set[int]) -> list[dict]:
+    """evaluations_of(history) as rows of plain values, ROW_COLUMNS (and HPARAM_FIELDS when some
+    genome has them): who, from whom, what came out. `final`: the individual's last rung;
+    `on_front`: final and a member of `front`."""
+    members, top = set(front), {}
+    for r in history.records:
+        top[r.id] = max(top.get(r.id, r.rung), r.rung)
+    hparams = any(r.genome.hparams is not None for r in history.records)
+    rows = []
+    for r in evaluations_of(history):
+        final = r.rung == top[r.id]
+        own = {"final": final, "on_front": final and r.id in members, "name": r.genome.name,
+               "description": r.genome.describe(), "genome": r.genome}
+        row = {c: own[c] if c in own else getattr(r, c) for c in ROW_COLUMNS}
+        if hparams:
+            row.update({k: getattr(r.genome.hparams, k, None) for k in HPARAM_FIELDS})
+        rows.append(row)
+    return rows
 
 
 def si(n: float | None) -> str:

@@ -1,63 +1,37 @@
-"""How the run report looks: one self-contained HTML page of plain plotly figures, tables, genome
-files and lineage, laid out from a `report.data.ReportData`.   [plotly]
+"""How the run report looks: one HTML page of plotly figures (report.figures), architecture
+drawings (report.drawing), tables and genome files, laid out from a `report.data.ReportData`.
+The page is self-contained (plotly.js inline) unless asked to share one plotly.min.js.   [plotly]
 """
 
 from __future__ import annotations
 
 import html
-import math
-import re
 import time
+from collections import Counter
 from dataclasses import replace
 
 import plotly.io as pio
 
+from evo_nas import spaces
 from evo_nas.genome_io import dumps
-from evo_nas.records import Record, Status, front
-from evo_nas.report.data import BEST_MIN, BEST_SHARE, FRONT_TRACE, Gene, ReportData, from_file, si
+from evo_nas.records import Record, Status
+from evo_nas.report import drawing
+from evo_nas.report.data import BEST_MIN, BEST_SHARE, ReportData, evaluation_rows, si
+from evo_nas.report.figures import (
+    accuracy_text,
+    hparam_figure,
+    hparams_text,
+    lineage_figure,
+    objective_figure,
+    objectives_3d,
+    progress_figure,
+)
 
-# -- rendering: text helpers -----------------------------------------------------------------
+# Every page says who wrote it, so `report --out` can tell its own reports from other files.
+GENERATOR = "<meta name='generator' content='evonas report'>"
+PLOTLY_FILE = "plotly.min.js"  # the shared copy's name, beside the pages that use it
 
-def _wrap(text: str, width: int = 70) -> list[str]:
-    """Break a long genome description after commas or spaces (cells have no spaces)."""
-    lines, line = [], ""
-    for piece in re.split(r"(?<=[, ])", text):
-        if line and len(line) + len(piece) > width:
-            lines.append(line)
-            line = ""
-        line += piece
-    return lines + [line] if line else lines
-
-
-def _hparams_text(e: Record) -> str:
-    hp = e.genome.hparams
-    if hp is None:
-        return ""
-    return f"lr {hp.lr:.3g} · weight decay {hp.weight_decay:.3g} · dropout {hp.dropout:.2f} · {hp.optimizer}"
-
-
-def _hover(data: ReportData, e: Record) -> str:
-    """Hover text (plotly's HTML subset): who, from whom, how good, what genome."""
-    parents = ", ".join(f"#{p}" for p in e.parents) or "none"
-    lines = [f"<b>#{e.id}</b>{' ' + html.escape(e.genome.name) if e.genome.name else ''}"
-             f"  generation {e.generation}  {html.escape(e.operator)}", f"parents {parents}"]
-    if e.ok:
-        lines.append(f"accuracy {e.accuracy:.4f}   MACs {si(e.macs)}   params {si(e.params)}")
-    else:
-        lines.append(f"<b>{e.status}</b>: {html.escape((e.error or '')[:120])}")
-        lines.append(f"MACs {si(e.macs)}   params {si(e.params)}")
-    if data.config.get("fidelity") == "sha":
-        lines.append(f"rung {e.rung + 1} of {data.config.get('sha_rungs')}")
-    if e.genome.hparams is not None:
-        lines.append(_hparams_text(e))
-    lines += [html.escape(x) for x in _wrap(e.genome.describe())]
-    return "<br>".join(lines)
-
-
-def _axis_title(name: str) -> str:
-    return {"accuracy": "validation accuracy", "macs": "MACs per image (log scale)",
-            "params": "parameters (log scale)"}[name]
-
+# -- text helpers ------------------------------------------------------------------------------------
 
 def genome_file(data: ReportData, e: Record) -> str:
     """The genome-file text of an evaluation, saying where it came from when nothing else does."""
@@ -77,175 +51,43 @@ def lineage_text(data: ReportData, member: int) -> str:
     return " · ".join(steps)
 
 
-# -- rendering: figures as plain plotly dicts (plotly.js draws them; no graph_objects needed) --
-
-RED, BLUE, GREEN, ORANGE = "#d62728", "#4c78a8", "#2ca02c", "#ff9f1c"
-AXIS = {"gridcolor": "#e8e8e8", "linecolor": "#999", "showline": True, "zeroline": False, "ticks": "outside"}
-
-
-def _axis(title: str, **options) -> dict:
-    return {**AXIS, "title": {"text": title}, **options}
-
-
-def _figure(traces: list[dict], title: str, height: int = 520, **layout) -> dict:
-    return {"data": traces, "layout": {
-        "title": {"text": title, "x": 0.01}, "height": height, "paper_bgcolor": "white", "plot_bgcolor": "white",
-        "font": {"family": "system-ui, sans-serif", "size": 13}, "margin": {"l": 64, "r": 24, "t": 96, "b": 56},
-        "hovermode": "closest", "hoverlabel": {"align": "left", "font": {"family": "monospace", "size": 12}},
-        "legend": {"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"}, **layout}}
+def duration(seconds: float | None) -> str:
+    """3.2 s, 4 min 12 s, 2 h 05 min."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(round(seconds), 60)
+    return f"{minutes} min {s:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def _integer_ticks(n: int) -> dict:
-    """A tick per generation while they fit; plotly's own choice (which may fall between) after."""
-    return {"dtick": 1} if n <= 20 else {}
+def proxy_text(config: dict) -> str:
+    """What each candidate's training was: epochs, images, skeleton, rate, batch, seeds (what
+    config.yaml has of them)."""
+    c = config
+    entry = spaces.REGISTRY.get(c.get("space"))
+    fields = entry.skeleton_fields if entry else frozenset()
+    epochs, depth = c.get("epochs"), c.get("depth")
+    parts = [f"{epochs:g} epoch{'s' * (epochs != 1)}" if isinstance(epochs, int | float) else None,
+             f"{_images(c.get('train_limit'))} training / {_images(c.get('val_limit'))} validation images"]
+    if "init_channels" in fields and c.get("init_channels") is not None:
+        parts.append(f"C={c['init_channels']}")
+    if "depth" in fields and depth is not None:
+        parts.append(f"{depth} cell{'s' * (depth != 1)}" + (" per stage" if c.get("space") == "nb201" else ""))
+    parts += [f"lr {c['lr']:g} (peak, per batch 256)" if c.get("lr") is not None else None,
+              f"batch {c['batch_size']}" if c.get("batch_size") is not None else None]
+    if (c.get("repeats") or 1) > 1:
+        parts.append(f"{c['repeats']} seeds each (mean ± sd)")
+    if c.get("fidelity") == "sha":
+        parts.append(f"successive halving, {c.get('sha_rungs')} rungs")
+    return " · ".join(p for p in parts if p)
 
 
-def _subplots(titles: list[str], gap: float = 0.07) -> dict:
-    """Layout entries for len(titles) side-by-side subplots: axes x, x2, ... and their titles."""
-    n = len(titles)
-    width = (1 - gap * (n - 1)) / n
-    layout: dict = {"annotations": [], "legend": {"orientation": "h", "x": 0, "y": 1.12, "yanchor": "bottom"}}
-    for k, title in enumerate(titles):
-        left, suffix = k * (width + gap), "" if k == 0 else str(k + 1)
-        layout[f"xaxis{suffix}"] = {**AXIS, "domain": [left, left + width], "anchor": f"y{suffix}"}
-        layout[f"yaxis{suffix}"] = {**AXIS, "anchor": f"x{suffix}"}
-        layout["annotations"].append({"text": title, "x": left + width / 2, "y": 1.0, "xref": "paper",
-                                      "yref": "paper", "xanchor": "center", "yanchor": "bottom",
-                                      "showarrow": False, "font": {"size": 14}})
-    return layout
+def _images(limit) -> str:
+    return "all" if limit is None else f"{limit:,}"
 
 
-def _points(name: str, members: list[Record], data: ReportData, x, y, **style) -> dict:
-    """A scatter trace of evaluations with their hover text; x and y are functions of one."""
-    return {"type": "scatter", "name": name, "mode": "markers", "x": [x(e) for e in members],
-            "y": [y(e) for e in members], "hovertext": [_hover(data, e) for e in members], "hoverinfo": "text",
-            **style}
-
-
-def objective_figure(data: ReportData, x: str) -> dict:
-    """Accuracy against MACs or params: every evaluation, failures, the front, genome files."""
-    ok = [e for e in data.evaluations if e.ok]
-    failed = [e for e in data.evaluations if not e.ok and getattr(e, x) is not None]
-    last = max((e.generation for e in data.evaluations), default=0)
-
-    def cost(e):
-        return getattr(e, x)
-
-    colorbar = {"title": {"text": "generation"}, "thickness": 12, **_integer_ticks(last)}
-    traces = [_points("evaluations", ok, data, cost, lambda e: e.accuracy, marker={
-        "color": [e.generation for e in ok], "colorscale": "Viridis", "cmin": 0, "cmax": max(last, 1), "size": 8,
-        "line": {"width": 0.5, "color": "white"}, "colorbar": colorbar})]
-    if failed:
-        traces.append(_points("failed / infeasible (at 0)", failed, data, cost, lambda e: 0.0,
-                              marker={"symbol": "x", "size": 8, "color": RED}))
-    plane = sorted(front(ok, ("accuracy", x)), key=cost)
-    traces.append({"type": "scatter", "name": f"front of accuracy and {x}", "mode": "lines", "hoverinfo": "skip",
-                   "x": [cost(e) for e in plane], "y": [e.accuracy for e in plane],
-                   "line": {"shape": "hv", "color": RED, "width": 1.5, "dash": "dot"}})
-    traces.append(_points(FRONT_TRACE, [data.individuals[i] for i in data.front], data, cost, lambda e: e.accuracy,
-                          marker={"symbol": "circle-open", "size": 15, "color": RED, "line": {"width": 2.5}}))
-    files = [e for e in data.from_files if cost(e) is not None]
-    if files:
-        traces.append(_points("genomes from files", files, data, cost, lambda e: e.accuracy or 0.0,
-                              mode="markers+text", text=[html.escape(e.genome.name or f"#{e.id}") for e in files],
-                              textposition="top center", textfont={"size": 12, "color": "#7f3f00"},
-                              marker={"symbol": "star", "size": 16, "color": ORANGE,
-                                      "line": {"width": 1, "color": "black"}}))
-    top = max((e.accuracy for e in ok), default=1.0)
-    yrange = {"range": [-0.05 * top, 1.05 * top]} if failed else {}  # room for the crosses at 0
-    what = "MACs" if x == "macs" else "parameters"
-    return _figure(traces, f"Validation accuracy vs {what}", xaxis=_axis(_axis_title(x), type="log"),
-                   yaxis=_axis("validation accuracy", **yrange))
-
-
-def progress_figure(data: ReportData) -> dict:
-    """Hypervolume and best accuracy per generation, side by side."""
-    stats = data.generations
-    gens = [s.generation for s in stats]
-    layout = _subplots([f"hypervolume of {', '.join(data.objectives)} (normalised)", "best validation accuracy"],
-                       gap=0.1)
-    for axis in ("xaxis", "xaxis2"):
-        layout[axis].update(title={"text": "generation"}, **_integer_ticks(len(gens)))
-    layout["yaxis"]["title"] = {"text": "hypervolume"}
-    layout["yaxis2"]["title"] = {"text": "validation accuracy"}
-    traces = [
-        {"type": "scatter", "name": "hypervolume", "mode": "lines+markers", "x": gens,
-         "y": [s.hypervolume for s in stats], "line": {"color": BLUE}},
-        {"type": "scatter", "name": "best so far", "mode": "lines+markers", "x": gens, "xaxis": "x2", "yaxis": "y2",
-         "y": [s.best_accuracy for s in stats], "line": {"color": GREEN}},
-        {"type": "scatter", "name": "best of the generation", "mode": "markers", "x": gens, "xaxis": "x2",
-         "yaxis": "y2", "y": [s.generation_best for s in stats],
-         "marker": {"symbol": "diamond-open", "size": 9, "color": "#555"}}]
-    return _figure(traces, "", height=420, **layout)  # the section heading says what it is
-
-
-def lineage_figure(data: ReportData) -> dict:
-    """The front members' ancestors by generation and accuracy, edges from parent to child."""
-    nodes = {i: data.individuals[i] for i in sorted({i for chain in data.lineage.values() for i in chain})}
-    ex, ey = [], []
-    for e in nodes.values():
-        for p in e.parents:
-            if p in nodes:  # a None between segments lifts the pen
-                ex += [nodes[p].generation, e.generation, None]
-                ey += [nodes[p].accuracy or 0.0, e.accuracy or 0.0, None]
-    traces = [{"type": "scatter", "name": "parent to child", "mode": "lines", "x": ex, "y": ey, "hoverinfo": "skip",
-               "line": {"color": "rgba(120,120,120,0.55)", "width": 1}}]
-    front = set(data.front)
-    for name, color, size, members in (
-            ("ancestors", BLUE, 9, [e for e in nodes.values() if e.id not in front]),
-            ("front members", RED, 12, [e for e in nodes.values() if e.id in front])):
-        traces.append(_points(name, members, data, lambda e: e.generation, lambda e: e.accuracy or 0.0, marker={
-            "color": color, "size": size, "line": {"width": 1, "color": "white"},
-            "symbol": ["star" if from_file(e) else "circle" for e in members]}))
-    return _figure(traces, "Ancestry of the front (stars: genomes from files)",
-                   xaxis=_axis("generation", **_integer_ticks(len(data.generations))),
-                   yaxis=_axis("validation accuracy"))
-
-
-def hparam_figure(data: ReportData) -> dict:
-    """Each hyperparameter gene against accuracy; dashed lines: the gene's range."""
-    ok = [e for e in data.evaluations if e.ok and e.genome.hparams is not None]
-    best = set(data.best)
-    layout = _subplots([("⚠ " if g.warning else "") + g.label for g in data.genes], gap=0.05)
-    layout["yaxis"]["title"] = {"text": "validation accuracy"}
-    layout["shapes"], traces = [], []
-    for k, gene in enumerate(data.genes):
-        suffix = "" if k == 0 else str(k + 1)
-        for name, color, members in (("others", "#9ab", [e for e in ok if e.id not in best]),
-                                     ("best candidates", RED, [e for e in ok if e.id in best])):
-            traces.append(_points(name, members, data, lambda e, g=gene.name: getattr(e.genome.hparams, g),
-                                  lambda e: e.accuracy, legendgroup=name, showlegend=k == 0,
-                                  xaxis=f"x{suffix}", yaxis=f"y{suffix}", marker={"color": color, "size": 8}))
-        layout[f"xaxis{suffix}"].update(_gene_axis(gene))
-        layout["shapes"] += _gene_edges(gene, suffix)
-    return _figure(traces, "", height=420, **layout)
-
-
-def _gene_axis(gene: Gene) -> dict:
-    if gene.bounds is None:
-        return {"type": "category", "title": {"text": gene.label}}
-    low, high = _gene_scale(gene)
-    pad = 0.05 * (high - low)
-    return {"type": "log" if gene.log else "linear", "range": [low - pad, high + pad],
-            "title": {"text": gene.label + (" (log scale)" if gene.log else "")}}
-
-
-def _gene_scale(gene: Gene) -> tuple[float, float]:
-    """The range in axis-range units: plotly takes a log axis's range in log10 (its shapes,
-    though, in data values)."""
-    scale = math.log10 if gene.log else float
-    return scale(gene.bounds[0]), scale(gene.bounds[1])
-
-
-def _gene_edges(gene: Gene, suffix: str) -> list[dict]:
-    if gene.bounds is None:
-        return []
-    line = {"dash": "dash", "width": 1, "color": RED if gene.warning else "#888"}
-    return [{"type": "line", "x0": edge, "x1": edge, "y0": 0, "y1": 1, "xref": f"x{suffix}",
-             "yref": f"y{suffix} domain", "line": line} for edge in gene.bounds]
-
-
-# -- rendering: the page ----------------------------------------------------------------------
+# -- the page ------------------------------------------------------------------------------------------
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1500px;
@@ -254,15 +96,29 @@ h1 { margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #ddd;
 .facts { display: grid; grid-template-columns: max-content 1fr max-content 1fr; gap: 2px 14px;
          margin: 8px 0; font-size: 14px; }
 .facts dt { color: #777; } .facts dd { margin: 0; }
+.plots { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 8px; }
+@media (max-width: 1200px) { .plots { grid-template-columns: minmax(0, 1fr); } }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
 th, td { border-bottom: 1px solid #e4e4e4; padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f6f6f6; position: sticky; top: 0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.mono { font-family: monospace; font-size: 12px; max-width: 640px; word-break: break-all; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th[aria-sort=ascending]::after { content: " ▲"; }
+table.sortable th[aria-sort=descending]::after { content: " ▼"; }
+tr.failed td, tr.infeasible td { color: #a33; } tr.cache td { color: #888; }
+.scroll { max-height: 640px; overflow: auto; border: 1px solid #e4e4e4; }
+.filters { display: flex; gap: 12px; align-items: center; font-size: 13px; margin: 8px 0; }
 pre { background: #f7f7f7; border: 1px solid #e4e4e4; padding: 8px; font-size: 12px; overflow-x: auto; }
 details { margin: 4px 0; } summary { cursor: pointer; }
 .warning { background: #fff4e5; border-left: 4px solid #f0a020; padding: 8px 12px; margin: 8px 0; }
 .note { color: #666; font-size: 13px; }
 button.copy { font-size: 12px; margin-left: 8px; }
+#arch-panel { position: fixed; right: 16px; bottom: 16px; background: white; border: 1px solid #bbb;
+              box-shadow: 0 2px 10px rgba(0,0,0,.15); padding: 8px 10px; max-width: 46vw; max-height: 70vh;
+              overflow: auto; font-size: 12px; z-index: 10; }
+#arch-panel button { float: right; border: none; background: none; font-size: 16px; cursor: pointer; }
+.arch-head { font-weight: 600; margin-bottom: 4px; }
+div.front { display: inline-block; }
 """
 
 COPY_JS = """
@@ -283,54 +139,159 @@ document.addEventListener('click', function (event) {
 });
 """
 
+# Sorting (click a header; numbers by their data-v, blanks last) and, for the table of every
+# evaluation, filtering by words and status.
+TABLE_JS = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  var body = table.tBodies[0];
+  table.tHead.addEventListener('click', function (event) {
+    var th = event.target.closest('th');
+    if (!th) return;
+    var k = th.cellIndex, numeric = th.classList.contains('num');
+    var dir = th.getAttribute('aria-sort') === 'ascending' ? -1 : 1;
+    Array.prototype.forEach.call(th.parentNode.cells, function (c) { c.removeAttribute('aria-sort'); });
+    th.setAttribute('aria-sort', dir > 0 ? 'ascending' : 'descending');
+    var key = function (row) {
+      var cell = row.cells[k], v = cell.getAttribute('data-v');
+      return v === null ? cell.textContent : v;
+    };
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = key(a), y = key(b);
+      if (!numeric) return dir * x.localeCompare(y);
+      x = x === '' ? NaN : Number(x); y = y === '' ? NaN : Number(y);
+      if (isNaN(x) || isNaN(y)) return isNaN(x) - isNaN(y);
+      return dir * (x - y);
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  });
+});
+(function () {
+  var table = document.getElementById('evaluations');
+  if (!table) return;
+  var words = document.getElementById('evaluations-filter'), status = document.getElementById('evaluations-status');
+  var count = document.getElementById('evaluations-count');
+  var filter = function () {
+    var want = status.value, needles = words.value.toLowerCase().split(/\\s+/).filter(Boolean), shown = 0;
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+      var text = row.textContent.toLowerCase();
+      var keep = (!want || row.getAttribute('data-status') === want) &&
+        needles.every(function (n) { return text.indexOf(n) >= 0; });
+      row.hidden = !keep;
+      if (keep) shown++;
+    });
+    count.textContent = shown + ' of ' + table.tBodies[0].rows.length + ' shown';
+  };
+  words.addEventListener('input', filter);
+  status.addEventListener('change', filter);
+  filter();
+})();
+"""
 
-def render_html(data: ReportData) -> str:
-    """The whole report as one self-contained HTML page."""
-    figures = []
+# Plotly's hover text cannot hold SVG: hovering a point shows its drawing in a side panel.
+HOVER_JS = """
+window.addEventListener('load', function () {
+  var panel = document.getElementById('arch-panel');
+  if (!panel) return;
+  panel.querySelector('button').addEventListener('click', function () { panel.hidden = true; });
+  document.querySelectorAll('.js-plotly-plot').forEach(function (gd) {
+    gd.on('plotly_hover', function (event) {
+      var point = event.points && event.points[0];
+      var drawing = point && point.customdata !== undefined && document.getElementById('arch-' + point.customdata);
+      if (!drawing) return;
+      panel.querySelector('.body').innerHTML = drawing.innerHTML;
+      panel.hidden = false;
+    });
+  });
+});
+"""
 
-    def plot(fig: dict, div_id: str) -> str:
-        figures.append(div_id)  # plotly.js goes in with the first figure only
-        return pio.to_html(fig, include_plotlyjs=len(figures) == 1, full_html=False, div_id=div_id,
-                           config={"displaylogo": False, "responsive": True}, validate=False,
-                           default_height=f"{fig['layout']['height']}px")
 
+def render_html(data: ReportData, plotly_js: str = "inline", tail: str = "") -> str:
+    """The whole report as one HTML page. plotly_js: "inline" (self-contained, the default) or
+    "shared" (the page loads plotly.min.js from beside it). `tail`: HTML put before </body>."""
+    if plotly_js not in ("inline", "shared"):
+        raise ValueError(f"plotly_js: inline or shared, got {plotly_js!r}")
+    drawings = {i: _drawing(data, data.individuals[i]) for i in hover_drawn(data)}
     sections = [
         _header(data),
         "<h2>1. Accuracy against cost</h2>",
-        plot(objective_figure(data, "macs"), "plot-macs"), plot(objective_figure(data, "params"), "plot-params"),
+        "<div class='plots'>" + _plot(objective_figure(data, "macs"), "plot-macs")
+        + _plot(objective_figure(data, "params"), "plot-params") + _plot(objectives_3d(data), "plot-3d") + "</div>",
         _points_note(data),
-        "<h2>2. Progress</h2>", plot(progress_figure(data), "plot-progress"), _hypervolume_note(data),
-        "<h2>3. The front</h2>", _front_table(data), _genome_files(data),
+        "<h2>2. Progress</h2>", _plot(progress_figure(data), "plot-progress"), _hypervolume_note(data),
+        "<h2>3. The front</h2>", _front_table(data, drawings), _genome_files(data),
         "<h2>4. Ancestry of the front</h2>",
-        plot(lineage_figure(data), "plot-lineage") if data.front else "<p>No front yet.</p>", _lineage_table(data),
+        _plot(lineage_figure(data), "plot-lineage") if data.front else "<p>No front yet.</p>", _lineage_table(data),
         "<h2>5. Genomes from files</h2>", _files_table(data),
     ]
     if data.genes:
         sections += ["<h2>6. Hyperparameter genes</h2>", _gene_warnings(data),
-                     plot(hparam_figure(data), "plot-hparams")]
-    sections += [_failures(data)]
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<title>evonas report: {html.escape(data.name)}</title><style>{CSS}</style></head><body>\n"
-            + "\n".join(sections) + f"\n<script>{COPY_JS}</script>\n</body></html>\n")
+                     _plot(hparam_figure(data), "plot-hparams")]
+    sections += [f"<h2>{7 if data.genes else 6}. Every evaluation</h2>", _evaluations_table(data),
+                 _panel(data, drawings)]
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>" + GENERATOR
+            + f"<title>evonas report: {html.escape(data.name)}</title><style>{CSS}</style>{_plotly_script(plotly_js)}"
+            + "</head><body>\n"
+            + "\n".join(sections)
+            + f"\n<script>{COPY_JS}{TABLE_JS}{HOVER_JS}</script>\n{tail}</body></html>\n")
+
+
+def _plotly_script(plotly_js: str) -> str:
+    if plotly_js == "shared":
+        return f"<script src='{PLOTLY_FILE}'></script>"
+    from plotly.offline import get_plotlyjs
+
+    return f"<script>{get_plotlyjs()}</script>"
+
+
+def _plot(fig: dict, div_id: str) -> str:
+    return pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id,
+                       config={"displaylogo": False, "responsive": True}, validate=False,
+                       default_height=f"{fig['layout']['height']}px")
+
+
+HOVER_DRAWINGS = 400  # individuals drawn for the hover panel; beyond it only the front and its ancestors
+
+
+def hover_drawn(data: ReportData) -> list[int]:
+    """The ids whose drawing the page carries: every individual while there are at most
+    HOVER_DRAWINGS (a cells drawing is ~9 KB), else the front and its ancestors."""
+    if len(data.individuals) <= HOVER_DRAWINGS:
+        return list(data.individuals)
+    return sorted({i for chain in data.lineage.values() for i in chain})
+
+
+def _drawing(data: ReportData, e: Record) -> str | None:
+    return drawing.draw(e.genome, reductions=data.config.get("reductions"))
 
 
 def _header(data: ReportData) -> str:
-    c, evals = data.config, data.evaluations
+    c, evals, t = data.config, data.evaluations, data.timing
     ok = [e for e in evals if e.ok]
     failed, infeasible = (sum(1 for e in evals if e.status is s) for s in (Status.FAILED, Status.INFEASIBLE))
-    best = max((e.accuracy for e in ok), default=None)
+    best = max(ok, key=lambda e: e.accuracy, default=None)
     reference = ", ".join(f"error {r:g}" if o == "accuracy" else f"{o} {si(r)}"
                           for o, r in zip(data.objectives, data.reference))
+    entry = spaces.REGISTRY.get(c.get("space"))
+    versions = data.meta.get("versions")
     facts = {
         "search": f"{c.get('algorithm')} on {c.get('space')} / {c.get('dataset')} ({c.get('device')})",
         "objectives": ", ".join(data.objectives),
+        "proxy training": proxy_text(c),
+        "fitness": entry.fitness if entry else "validation accuracy",
         "evaluations": f"{len(evals)}: {len(ok)} ok, {failed} failed, {infeasible} infeasible",
         "cache hits": f"{data.cache_hits} (networks met again; not counted as evaluations)",
         "generations": f"{len(data.generations)} (0 to {len(data.generations) - 1})" if data.generations else "0",
         "front": f"{len(data.front)} genome{'s' * (len(data.front) != 1)}",
-        "best accuracy": f"{best:.4f}" if best is not None else "-",
+        "best accuracy": f"{accuracy_text(best)} (#{best.id})" if best is not None else "-",
         "hypervolume": f"{data.generations[-1].hypervolume:.4f}" if data.generations else "-",
+        "time per evaluation": (f"median {duration(t.median)}, mean {duration(t.mean)} (n={t.trained})"
+                                if t.trained else "-"),
+        "time in total": f"{duration(t.total)} of training; {duration(t.span)} from start to the last evaluation",
         "reference point": reference,
+        "versions": (", ".join(f"{k} {v}" for k, v in versions.items()) if isinstance(versions, dict)
+                     else "not recorded (a run from an older evonas)"),
         "started": str(data.meta.get("created", "?")), "report written": time.strftime("%Y-%m-%d %H:%M:%S"),
         "run directory": data.path}
     items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts.items())
@@ -338,11 +299,17 @@ def _header(data: ReportData) -> str:
 
 
 def _points_note(data: ReportData) -> str:
+    sd = any(e.accuracy_sd is not None for e in data.evaluations)
     return ("<p class='note'>One point per evaluation, coloured by generation; failed and infeasible ones are "
-            "crosses at accuracy 0 (those that failed before their network could be counted are listed at the "
-            "end). Circles: the run's Pareto front over every evaluation, for its objectives "
+            "crosses at accuracy 0 (those that failed before their network could be counted are in the table of "
+            "every evaluation). Circles: the run's Pareto front over every evaluation, for its objectives "
             f"({', '.join(data.objectives)}); the dotted staircase: the front of accuracy and the plot's axis. "
-            "Stars: genomes from files. Cache hits (a network met again) are not drawn.</p>")
+            "Stars: genomes from files. Cache hits (a network met again) are not drawn."
+            + (" Error bars: ± one standard deviation over the seeds an individual was trained with." if sd else "")
+            + " Hover a point to see its architecture (the panel at the bottom right"
+            + ("" if len(data.individuals) <= HOVER_DRAWINGS else
+               f"; with over {HOVER_DRAWINGS} individuals, for the front and its ancestors only")
+            + "); drag the 3-D view to turn it.</p>")
 
 
 def _hypervolume_note(data: ReportData) -> str:
@@ -352,30 +319,46 @@ def _hypervolume_note(data: ReportData) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset(),
-           mono: set[int] = frozenset()) -> str:
-    """Rows of already-escaped cells; `numeric` columns right-aligned, `mono` ones in monospace."""
-    def cell(i: int, text: str) -> str:
+           mono: set[int] = frozenset(), attrs: str = "", row_attrs: list[str] | None = None) -> str:
+    """Rows of already-escaped cells; `numeric` columns right-aligned, `mono` ones in monospace. A
+    cell may be a (text, sort value) pair."""
+    def cell(i: int, content) -> str:
+        text, value = content if isinstance(content, tuple) else (content, None)
         kind = " class='num'" if i in numeric else " class='mono'" if i in mono else ""
-        return f"<td{kind}>{text}</td>"
+        return f"<td{kind}{'' if value is None else f' data-v={value!r}'}>{text}</td>"
 
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    head = "".join(f"<th{' class=num' if i in numeric else ''}>{h}</th>" for i, h in enumerate(header))
+    extra = row_attrs or [""] * len(rows)
+    body = "".join(f"<tr{a}>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>"
+                   for row, a in zip(rows, extra))
+    return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _front_table(data: ReportData) -> str:
+def _number(value: float | None, text: str) -> tuple[str, str]:
+    """A table cell that sorts by its value (blank: none)."""
+    return text, "" if value is None else f"{value:.10g}"
+
+
+def _front_table(data: ReportData, drawings: dict[int, str | None]) -> str:
     if not data.front:
         return "<p>The front is empty: no successful evaluation yet.</p>"
+    members = [data.individuals[i] for i in data.front]
     hparams = bool(data.genes)
     header = ["id", "name", "gen", "operator", "parents", "accuracy", "MACs", "params"]
-    header += ["hyperparameters"] * hparams + ["genome"]
+    header += ["hyperparameters"] * hparams + ["architecture"]
     rows = []
-    for i in data.front:
-        e = data.individuals[i]
+    for e in members:
+        picture = drawings[e.id]
+        arch = (f"<div class='arch-box' data-id='{e.id}' title='{html.escape(e.genome.describe())}'>{picture}</div>"
+                if picture else f"<span class='mono'>{html.escape(e.genome.describe())}</span>")
         rows.append([str(e.id), html.escape(e.genome.name), str(e.generation), html.escape(e.operator),
-                     " ".join(f"#{p}" for p in e.parents), f"{e.accuracy:.4f}", si(e.macs), si(e.params)]
-                    + [html.escape(_hparams_text(e))] * hparams + [html.escape(e.genome.describe())])
-    return _table(header, rows, numeric={0, 2, 5, 6, 7}, mono={len(header) - 1})
+                     " ".join(f"#{p}" for p in e.parents), _number(e.accuracy, accuracy_text(e)),
+                     _number(e.macs, si(e.macs)), _number(e.params, si(e.params))]
+                    + [html.escape(hparams_text(e))] * hparams + [arch])
+    key = drawing.legend(e.genome for e in members)
+    return ("<div class='front'>" + (f"<p class='note'>Each member's architecture, drawn from its genome (inputs "
+                                     f"left, then blocks by depth; hover an edge for its op):</p>{key}" if key else "")
+            + _table(header, rows, numeric={0, 2, 5, 6, 7}, attrs=" id='front' class='sortable'") + "</div>")
 
 
 def _genome_files(data: ReportData) -> str:
@@ -383,7 +366,7 @@ def _genome_files(data: ReportData) -> str:
              "<code>evonas inspect</code> and <code>--seed-genomes</code> read it):</p>"]
     for i in data.front:
         e = data.individuals[i]
-        label = f"#{e.id} {e.genome.name}".strip() + f" · accuracy {e.accuracy:.4f} · MACs {si(e.macs)}"
+        label = f"#{e.id} {e.genome.name}".strip() + f" · accuracy {accuracy_text(e)} · MACs {si(e.macs)}"
         parts.append(f"<details><summary>{html.escape(label)}<button class='copy' data-target='genome-{e.id}'>"
                      f"copy</button></summary><pre id='genome-{e.id}'>{html.escape(genome_file(data, e))}</pre>"
                      f"</details>")
@@ -405,7 +388,7 @@ def _files_table(data: ReportData) -> str:
         return "<p>No genome from a file was evaluated in this run (see <code>--seed-genomes</code>).</p>"
     front = set(data.front)
     rows = [[html.escape(e.genome.name or "-"), str(e.id), str(e.generation), e.status,
-             f"{e.accuracy:.4f}" if e.ok else "-", si(e.macs), si(e.params), "yes" if e.id in front else "no",
+             accuracy_text(e), si(e.macs), si(e.params), "yes" if e.id in front else "no",
              html.escape(e.genome.source)] for e in files]
     return ("<p class='note'>Drawn as labelled stars in the plots above.</p>"
             + _table(["name", "id", "gen", "status", "accuracy", "MACs", "params", "on the front", "source"], rows,
@@ -420,11 +403,56 @@ def _gene_warnings(data: ReportData) -> str:
     return "".join(f"<div class='warning'>⚠ {html.escape(w)}</div>" for w in warned)
 
 
-def _failures(data: ReportData) -> str:
-    failed = [e for e in data.evaluations if not e.ok]
-    if not failed:
+EVALUATION_HEADER = ["id", "rung", "gen", "operator", "parents", "status", "accuracy", "MACs", "params", "epochs",
+                     "seconds", "images/s", "cache of", "reason", "genome"]
+
+
+def _evaluations_table(data: ReportData) -> str:
+    """One row per evaluation (report.data.evaluation_rows): sortable, filterable (plain JavaScript)."""
+    table = evaluation_rows(data.history, data.front)
+    attrs = [f" class='{'cache' if r['cache_of'] is not None else r['status'].value}' "
+             f"data-status='{r['status'].value}' data-id='{r['id']}' data-rung='{r['rung']}'" for r in table]
+    counts = Counter(str(r["status"]) for r in table)
+    options = "".join(f"<option value='{s}'>{s} ({counts[s]})</option>" for s in map(str, Status) if counts[s])
+    reasons = Counter(r["error"] for r in table if r["error"])
+    common = ("<p class='note'>Most common reasons: " + "; ".join(
+        f"{html.escape(why)} ({n})" for why, n in reasons.most_common(3)) + "</p>") if reasons else ""
+    return (f"<p class='note'>Every evaluation in the order the journal has them: each individual at each rung "
+            f"of successive halving, its trainings with several seeds combined (mean ± sd), and cache hits "
+            f"(greyed). Click a header to sort.</p>{common}"
+            f"<div class='evaluations'><div class='filters'><label>filter <input id='evaluations-filter' type='search' "
+            f"placeholder='words, e.g. failed memory'></label><label>status <select id='evaluations-status'>"
+            f"<option value=''>all</option>{options}</select></label><span id='evaluations-count'></span></div>"
+            f"<div class='scroll'>"
+            + _table(EVALUATION_HEADER, [_evaluation_cells(r) for r in table], mono={14},
+                     numeric={0, 1, 2, 6, 7, 8, 9, 10, 11, 12}, attrs=" id='evaluations' class='sortable'",
+                     row_attrs=attrs) + "</div></div>")
+
+
+def _evaluation_cells(r: dict) -> list:
+    def number(name: str, text) -> tuple[str, str]:
+        value = r[name]
+        return _number(value, "-" if value is None else text(value))
+
+    sd = f" ± {r['accuracy_sd']:.4f}" if r["accuracy_sd"] is not None else ""
+    return [str(r["id"]), str(r["rung"]), str(r["generation"]), html.escape(r["operator"]),
+            " ".join(f"#{p}" for p in r["parents"]), str(r["status"]), number("accuracy", lambda v: f"{v:.4f}{sd}"),
+            number("macs", si), number("params", si), number("epochs", lambda v: f"{v:g}"),
+            number("wall_time", lambda v: f"{v:.1f}"), number("images_per_s", lambda v: f"{v:,.0f}"),
+            _number(r["cache_of"], "" if r["cache_of"] is None else f"#{r['cache_of']}"),
+            html.escape(r["error"] or ""), html.escape(r["description"])]
+
+
+def _panel(data: ReportData, drawings: dict[int, str | None]) -> str:
+    """The hover panel and, hidden in templates, each individual's drawing."""
+    def head(e: Record) -> str:
+        name = f" {e.genome.name}" if e.genome.name else ""
+        return html.escape(f"#{e.id}{name} · generation {e.generation} · accuracy {accuracy_text(e)} · "
+                           f"MACs {si(e.macs)} · params {si(e.params)}")
+
+    templates = "".join(f"<template id='arch-{i}'><div class='arch-head'>{head(data.individuals[i])}</div>{svg}"
+                        f"</template>" for i, svg in drawings.items() if svg)
+    if not templates:
         return ""
-    rows = [[str(e.id), str(e.generation), html.escape(e.operator), str(e.status), html.escape(e.error or "")]
-            for e in failed]
-    return (f"<h2>Failed and infeasible evaluations ({len(failed)})</h2><details><summary>show</summary>"
-            + _table(["id", "gen", "operator", "status", "reason"], rows, {0, 1}) + "</details>")
+    return ("<aside id='arch-panel' hidden><button title='close' aria-label='close'>×</button>"
+            f"<div class='body'></div></aside>{templates}")
