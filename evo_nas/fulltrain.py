@@ -26,7 +26,7 @@ import torch
 from evo_nas import spaces
 from evo_nas.build import build
 from evo_nas.checkpoint import load_model, load_state, read_info, save_checkpoint, save_model
-from evo_nas.config import Skeleton, TrainConfig, flat_config
+from evo_nas.config import FULL_TRAINING, Skeleton, TrainConfig, flat_config
 from evo_nas.errors import ConfigError, Interrupted, RunDirError, UserError
 from evo_nas.evaluate.count import count_macs, count_params
 from evo_nas.evaluate.data import load_dataset, subset
@@ -40,15 +40,11 @@ from evo_nas.genome_io import dumps, load_genome
 from evo_nas.spaces import parse_genome
 from evo_nas.store import RunDir
 
-# The training recipe: DARTS-V2 at C=16, 8 cells reached 93.9% Fashion-MNIST test accuracy in 20
-# one-cycle epochs (docs/performance.md); the final cell network has 12x its MACs (403M vs 33M
-# per image) and more to learn, so 2.5x the epochs, with a cosine schedule after a 1-epoch
-# linear warm-up (2% of 50: a high peak rate on a fresh deep network needs a short ramp). After
-# a long training the BatchNorm statistics are current: no recalibration.
-RECIPE = TrainConfig(epochs=50, batch_size=256, lr=0.2, schedule="cosine", warmup=0.02, bn_recalibration=0)
+RECIPE = FULL_TRAINING  # config.py says why these numbers
 SKELETON_OPTIONS = ("init_channels", "depth", "auxiliary", "drop_path")
 # Settings that may differ when a training is resumed: they do not change its result.
-RESUMABLE = {"origin", "out", "data_dir", "device", "test_every"}
+# (On a CPU the thread count changes the float rounding: a bit-identical resume needs the same one.)
+RESUMABLE = {"origin", "out", "data_dir", "device", "test_every", "cpu_threads"}
 TIMING_KEYS = ("wall_time", "train_seconds", "images_per_s", "seconds")  # metrics that differ run to run
 
 
@@ -63,8 +59,10 @@ class FullTrainConfig:
     data_dir: str | None = None
     train: TrainConfig = RECIPE
     skeleton: dict = field(default_factory=dict)  # SKELETON_OPTIONS given; the rest: the space's final skeleton
+    skeleton_name: str | None = None  # a named skeleton of the space (its entry's `skeletons`) instead of the final
     genome_hparams: bool = True  # use the genome's own lr, weight decay, optimizer, dropout if it has them
     device: str = "auto"  # auto: CUDA when torch sees a GPU
+    cpu_threads: int | None = None  # CPU training threads (None: this machine's cores)
     seed: int = 0  # model initialisation, data order, augmentation, dropout, drop path
     test_every: int = 1  # measure the test split every this many epochs, for the log only
     train_limit: int | None = None  # train on a seeded subset of this many images (quick trials)
@@ -73,6 +71,9 @@ class FullTrainConfig:
 
     def __post_init__(self):
         entry = spaces.of(self.genome)
+        if self.skeleton_name is not None and self.skeleton_name not in entry.skeletons:
+            raise ConfigError(f"train config: {entry.name} genomes have no skeleton {self.skeleton_name!r} "
+                              f"(theirs: {', '.join(entry.skeletons) or 'none'})")
         for name, value in self.skeleton.items():
             if name not in SKELETON_OPTIONS:
                 raise ConfigError(f"train config: unknown skeleton setting {name}")
@@ -94,7 +95,7 @@ class FullTrainConfig:
 
     def skeleton_for(self, input_shape: tuple[int, int, int], classes: int) -> Skeleton:
         entry = spaces.of(self.genome)
-        sizes = {**{k: v for k, v in entry.final.items() if k in SKELETON_OPTIONS}, **self.skeleton}
+        sizes = {**self._base_skeleton(), **self.skeleton}
         if "init_channels" not in entry.skeleton_fields:
             sizes.update(init_channels=None, depth=None)
         return Skeleton(input_shape=input_shape, classes=classes, **sizes)
@@ -102,7 +103,16 @@ class FullTrainConfig:
     def settings(self) -> dict:
         """The resolved skeleton settings, for the log and metrics."""
         entry = spaces.of(self.genome)
-        return {**{k: entry.final.get(k) for k in SKELETON_OPTIONS if k in entry.skeleton_fields}, **self.skeleton}
+        base = self._base_skeleton()
+        return {**{k: base.get(k) for k in SKELETON_OPTIONS if k in entry.skeleton_fields},
+                **({"stem": base["stem"]} if "stem" in base else {}), **self.skeleton}
+
+    def _base_skeleton(self) -> dict:
+        """The final skeleton of the genome's space, or the named one (its data set's shape aside)."""
+        entry = spaces.of(self.genome)
+        if self.skeleton_name is None:
+            return {k: v for k, v in entry.final.items() if k in SKELETON_OPTIONS}
+        return {k: v for k, v in entry.skeletons[self.skeleton_name].items() if k not in ("input_shape", "classes")}
 
     def hparams(self):
         return self.genome.hparams if self.genome_hparams else None
@@ -216,7 +226,9 @@ def summary(result: FullTrainResult) -> str:
              f"  time           {m['wall_time']:.0f} s in all, {m['train_seconds']:.0f} s training "
              f"({m['images_per_s']:,.0f} images/s, {m['hardware']}, {m['path']})"]
     onnx = m.get("onnx")
-    if onnx:
+    if onnx and onnx.get("file") is None:
+        lines.append(f"  onnx           {onnx['note']}")
+    elif onnx:
         diff = onnx.get("max_abs_diff")
         check = "not checked: no onnxruntime" if diff is None else f"onnxruntime vs torch: max |diff| {diff:.1e}"
         lines.append(f"  onnx           {result.out / onnx['file']} ({check})")
@@ -233,23 +245,27 @@ def _stderr(line: str) -> None:
 def run(cfg: FullTrainConfig, log: Callable[[str], None] | None = _stderr) -> FullTrainResult:
     """Train (or continue, or just report) the training `cfg` describes in cfg.out."""
     log = log or (lambda line: None)
-    if cfg.onnx:
-        _require("onnx", "the ONNX export")
     out = Path(cfg.out)
     saved = open_out(out, cfg)
     if saved is not None and saved["epoch"] == cfg.epochs and (out / "metrics.json").is_file():
         metrics = json.loads((out / "metrics.json").read_text())
+        if cfg.onnx and not (out / "model.onnx").is_file() and _has_onnx():  # installed since: export now
+            metrics["onnx"] = export_model(out, Skeleton(**metrics["skeleton"]))
+            atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         return _result(out, metrics, resumed_from=cfg.epochs)
     try:
         return _train_and_finish(cfg, out, saved, log)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         raise Interrupted(f"{out} keeps the checkpoint of the last finished epoch: "
-                          f"run the same command to continue") from None
+                          f"run the same command to continue", getattr(stop, "signum", 2)) from None
 
 
-def _require(module: str, what: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"evonas train needs the {module} package for {what}: pip install 'evo-nas[export]'")
+def _has_onnx() -> bool:
+    return importlib.util.find_spec("onnx") is not None
+
+
+NO_ONNX = {"file": None, "note": "onnx is not installed, so there is no model.onnx: pip install 'evo-nas[export]' "
+                                 "and run the same command again to write it"}
 
 
 def open_out(out: Path, cfg: FullTrainConfig) -> dict | None:
@@ -285,6 +301,8 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log) 
 
     started = time.perf_counter()
     device = torch_device(available(cfg.device))
+    if device.type == "cpu" and cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
     skeleton = cfg.skeleton_for(dataset.input_shape, dataset.classes)
     torch.manual_seed(cfg.seed)  # weight initialisation (a resumed run loads the weights over it)
@@ -303,7 +321,7 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log) 
                                                  started, counts, log)
     accuracy = history[-1]["test_accuracy"]  # the last epoch is always measured
     save_model(out / "model.safetensors", model, cfg.genome, skeleton)
-    onnx = export_model(out, skeleton) if cfg.onnx else None
+    onnx = (export_model(out, skeleton) if _has_onnx() else NO_ONNX) if cfg.onnx else None
     wall = (saved["wall_seconds"] if saved else 0.0) + time.perf_counter() - started
     metrics = _metrics(cfg, skeleton, counts, trainer, history, seconds, accuracy, len(train_data), len(test_data),
                        onnx, device, wall)

@@ -16,10 +16,11 @@ import yaml
 
 from evo_nas.errors import GenomeError
 from evo_nas.files import atomic_write
-from evo_nas.genome import Genome
+from evo_nas.genome import LIMITS, Genome
 from evo_nas.spaces import parse_genome
 
 _SOURCE = re.compile(r"# source: (.*)")  # the first line of a file: where the genome comes from
+PACKAGED = Path(__file__).resolve().parent / "genomes"  # published cells and baselines, shipped with evonas
 
 
 def loads(text: str, where: str = "genome") -> Genome:
@@ -30,20 +31,34 @@ def loads(text: str, where: str = "genome") -> Genome:
         mark = getattr(err, "problem_mark", None)
         at = f"line {mark.line + 1}" if mark else "?"
         raise GenomeError(f"{where}: not valid YAML ({at}: {getattr(err, 'problem', err)})") from None
+    except RecursionError:
+        raise GenomeError(f"{where}: nested too deeply to be a genome") from None
     if isinstance(data, dict) and "source" not in data and _SOURCE.match(text):
         data = {**data, "source": _SOURCE.match(text).group(1).strip()}
     return parse_genome(data, where)
 
 
 def load_genome(path: str | os.PathLike) -> Genome:
+    """A genome file; a name that is not a file but one of the shipped genomes (`darts_v2`,
+    `nasnet_a`, ...: see `packaged()`) reads that one."""
     path = Path(path)
+    if not path.exists() and (PACKAGED / f"{path.stem}.yaml").is_file() and path.parent == Path("."):
+        path = PACKAGED / f"{path.stem}.yaml"
     try:
+        if path.stat().st_size > LIMITS["file_bytes"]:
+            raise GenomeError(f"{path}: {path.stat().st_size:,} bytes is more than a genome file may have "
+                              f"({LIMITS['file_bytes']:,})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise GenomeError(f"{path}: no such genome file") from None
+        raise GenomeError(f"{path}: no such genome file (shipped ones, by name: {', '.join(packaged())})") from None
     except (OSError, UnicodeDecodeError) as err:
         raise GenomeError(f"{path}: cannot read genome file ({err.__class__.__name__}: {err})") from None
     return loads(text, str(path))
+
+
+def packaged() -> list[str]:
+    """The names of the genome files shipped with evonas."""
+    return sorted(p.stem for p in PACKAGED.glob("*.yaml"))
 
 
 def dumps(genome: Genome) -> str:

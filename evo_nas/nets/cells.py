@@ -1,5 +1,5 @@
-"""The cell space's network: DARTS' NetworkCIFAR (docs/reference-cells.md, and docs/design.md for
-what we build differently).   [torch]
+"""The cell space's network: DARTS' NetworkCIFAR, and with `skeleton.stem == "imagenet"` its
+NetworkImageNet (docs/reference-cells.md, and docs/design.md for what we build differently).   [torch]
 """
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from evo_nas.config import Skeleton
+from evo_nas.config import CIFAR_STEM_MAX, Skeleton
+from evo_nas.errors import ConfigError
 from evo_nas.nets import Network, halve, head
 from evo_nas.ops import OPS, DropPath, FactorizedReduce, ReLUConvBN
 from evo_nas.spaces.base import reduction_layers
@@ -69,32 +70,48 @@ class DeadCell(nn.Module):
 
 
 class AuxiliaryHead(nn.Sequential):
-    """DARTS' AuxiliaryHeadCIFAR on a (N, C, H, W) map -> (N, classes); see the module doc."""
+    """DARTS' auxiliary head on a (N, C, H, W) map -> (N, classes): AuxiliaryHeadCIFAR, or with
+    `imagenet` AuxiliaryHeadImageNet (pool stride 2, and no BN after the 768-channel conv, as in
+    DARTS' ImageNet experiments); see the module doc."""
 
-    def __init__(self, C: int, size: tuple[int, int], classes: int):
-        darts_pool = all(8 <= s <= 10 for s in size)  # AvgPool(5, 3) -> 2x2 exactly there
-        pool = (nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False) if darts_pool
+    def __init__(self, C: int, size: tuple[int, int], classes: int, imagenet: bool = False):
+        stride = 2 if imagenet else 3
+        darts_pool = all((s - 5) // stride + 1 == 2 for s in size)  # AvgPool(5, stride) -> 2x2 exactly there
+        pool = (nn.AvgPool2d(5, stride=stride, padding=0, count_include_pad=False) if darts_pool
                 else nn.AdaptiveAvgPool2d(2))
+        bn = [] if imagenet else [nn.BatchNorm2d(768)]
         super().__init__(
             nn.ReLU(inplace=False), pool,
             nn.Conv2d(C, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=False),
-            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=False),
+            nn.Conv2d(128, 768, 2, bias=False), *bn, nn.ReLU(inplace=False),
             nn.Flatten(), nn.Linear(768, classes),
         )
 
 
 class CellNetwork(Network):
+    """DARTS' NetworkCIFAR, or with `sk.stem == "imagenet"` its NetworkImageNet."""
+
     def __init__(self, genome: CellGenome, sk: Skeleton, dropout: float):
         super().__init__()
         C = sk.init_channels
-        C_stem = sk.stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(sk.input_shape[0], C_stem, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(C_stem))
+        if sk.stem == "cifar" and max(sk.input_shape[1:]) > CIFAR_STEM_MAX:
+            size = "x".join(map(str, sk.input_shape))
+            raise ConfigError(f"input_shape: {size} images need stem imagenet (--stem imagenet, or in inspect and "
+                              f"train --skeleton imagenet): the cifar stem keeps the full resolution, for "
+                              f"images up to {CIFAR_STEM_MAX} px")
+        self.two_stems = sk.stem == "imagenet"
+        if self.two_stems:
+            self.stem0, self.stem1 = imagenet_stems(sk.input_shape[0], C)
+            C_pp, C_p, reduction_prev = C, C, True  # s0 at 1/4 of the input, s1 at 1/8
+            size = halve(halve(halve(sk.input_shape[1:])))
+        else:
+            C_pp = C_p = sk.stem_multiplier * C
+            self.stem = nn.Sequential(nn.Conv2d(sk.input_shape[0], C_p, 3, padding=1, bias=False),
+                                      nn.BatchNorm2d(C_p))
+            reduction_prev, size = False, sk.input_shape[1:]
         reduce_at = reduction_layers(sk.depth, sk.reductions)
         self.aux_at = 2 * sk.depth // 3 if sk.auxiliary else -1
         live = _live_cells(genome, sk.depth, reduce_at, self.aux_at)
-        size = sk.input_shape[1:]
-        C_pp, C_p, reduction_prev = C_stem, C_stem, False
         cells = []
         for i in range(sk.depth):
             reduction = i in reduce_at
@@ -105,13 +122,17 @@ class CellNetwork(Network):
                          if i in live else DeadCell())
             C_pp, C_p, reduction_prev = C_p, len(cell.output_states()) * C, reduction
             if i == self.aux_at:
-                self.auxiliary_head = AuxiliaryHead(C_p, size, sk.classes)
+                self.auxiliary_head = AuxiliaryHead(C_p, size, sk.classes, imagenet=self.two_stems)
         self.cells = nn.ModuleList(cells)
         self.classifier = head(C_p, sk.classes, dropout)
         self.drop_path_max = self._drop_path_prob = sk.drop_path
 
     def forward(self, x: torch.Tensor):
-        s0 = s1 = self.stem(x)
+        if self.two_stems:
+            s0 = self.stem0(x)
+            s1 = self.stem1(s0)
+        else:
+            s0 = s1 = self.stem(x)
         aux = None
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1)
@@ -119,6 +140,17 @@ class CellNetwork(Network):
                 aux = self.auxiliary_head(s1)
         logits = self.classifier(s1.mean(dim=(2, 3)))
         return logits if aux is None else (logits, aux)
+
+
+def imagenet_stems(C_in: int, C: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """DARTS' NetworkImageNet stems: stem0 (conv 3x3 s2 to C/2, BN, ReLU, conv 3x3 s2 to C, BN)
+    makes s0 at 1/4 of the input; stem1 (ReLU, conv 3x3 s2, BN) makes s1 from it at 1/8."""
+    stem0 = nn.Sequential(nn.Conv2d(C_in, C // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C // 2),
+                          nn.ReLU(inplace=False),
+                          nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C))
+    stem1 = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
+                          nn.BatchNorm2d(C))
+    return stem0, stem1
 
 
 def _live_cells(genome: CellGenome, depth: int, reduce_at: frozenset[int], aux_at: int) -> set[int]:

@@ -1,14 +1,15 @@
 """Counts against their oracles: the published figures of docs/reference-cells.md, and
-torch.utils.flop_counter for the MAC counter."""
+torch.utils.flop_counter on a real forward pass for the shape-pass MAC counter."""
 
 import random
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from evo_nas.build import Skeleton, build
-from evo_nas.evaluate.count import Counts, count, count_macs, count_params
+from evo_nas.evaluate.count import Counts, count, count_macs, count_params, shape_pass
 from evo_nas.genome_io import load_genome
 from evo_nas.spaces.cells import CellSpace
 from evo_nas.spaces.layers import LayerSpace
@@ -36,7 +37,7 @@ def published_counts(published):
 def flop_counter_macs(model: torch.nn.Module, input_shape) -> int:
     """The oracle: FLOPs / 2 of one eval-mode forward pass of one image. Both counters see the
     same ops: flop_counter counts convolutions and matmuls (addmm, without the bias add) and
-    nothing else, exactly what the hooks count on Conv2d and Linear."""
+    nothing else, exactly what the shape pass counts on Conv2d and Linear."""
     was_training = model.training
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -74,7 +75,7 @@ def test_nb201_all_conv3x3_cell_has_1531546_parameters():
 
 
 @pytest.mark.parametrize("name", PUBLISHED)
-def test_hooks_agree_with_flop_counter_on_published_cells(published, published_counts, name):
+def test_the_shape_pass_agrees_with_flop_counter_on_published_cells(published, published_counts, name):
     assert published_counts[name].macs == flop_counter_macs(published[name], CIFAR10.input_shape)
 
 
@@ -83,7 +84,7 @@ SPACES = {"cells": CellSpace(), "layers": LayerSpace(), "nb201": NB201Space()}
 
 @pytest.mark.parametrize("space", sorted(SPACES))
 @pytest.mark.parametrize("seed", range(4))
-def test_hooks_agree_with_flop_counter_on_random_genomes(space, seed):
+def test_the_shape_pass_agrees_with_flop_counter_on_random_genomes(space, seed):
     genome = SPACES[space].sample(random.Random(seed))
     shape = (1, 28, 28) if seed % 2 else (3, 16, 16)
     skeleton = Skeleton(input_shape=shape, init_channels=8, depth={"cells": 5, "layers": 8, "nb201": 1}[space],
@@ -117,3 +118,54 @@ def test_count_builds_and_counts():
     skeleton = Skeleton(input_shape=(1, 28, 28))
     model = build(genome, skeleton)
     assert count(genome, skeleton) == Counts(count_params(model), count_macs(model, skeleton.input_shape))
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+@pytest.mark.parametrize("seed", range(3))
+def test_counting_a_meta_built_network_equals_counting_the_real_one(space, seed):
+    genome = SPACES[space].sample(random.Random(100 + seed))
+    skeleton = Skeleton(input_shape=(3, 20, 12), init_channels=6, depth={"cells": 4, "layers": 6, "nb201": 1}[space],
+                        classes=5)
+    model = build(genome, skeleton)
+    assert count(genome, skeleton) == Counts(count_params(model), flop_counter_macs(model, skeleton.input_shape))
+
+
+def test_the_shape_pass_gives_the_real_output_shape_and_leaves_the_model_alone():
+    model = build(load_genome("genomes/nasnet_a.yaml"), Skeleton(input_shape=(3, 16, 16), init_channels=8, depth=4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    forward = model.stem[0].forward
+    macs, shape = shape_pass(model, (3, 16, 16))
+    assert macs == count_macs(model, (3, 16, 16)) and shape == (10,)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.stem[0].forward == forward and "forward" not in vars(model.stem[0])  # the stand-ins are gone
+
+
+@pytest.mark.parametrize("conv", [
+    nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Conv2d(3, 8, (3, 5), stride=(2, 1), padding=(0, 2), dilation=(1, 2)),
+    nn.Conv2d(3, 6, 3, padding="same", dilation=2, groups=3), nn.Conv2d(3, 8, 4, padding="valid"),
+    nn.Conv2d(3, 8, 3, padding=2, padding_mode="reflect", stride=3),
+])
+def test_the_shape_pass_knows_every_conv_geometry(conv):
+    with torch.no_grad():
+        real = conv(torch.zeros(1, 3, 17, 23)).shape
+    assert shape_pass(nn.Sequential(conv), (3, 17, 23))[1] == tuple(real[1:])
+    model = nn.Sequential(conv, nn.BatchNorm2d(conv.out_channels), nn.Flatten(), nn.Linear(real[1:].numel(), 4))
+    assert count_macs(model, (3, 17, 23)) == flop_counter_macs(model, (3, 17, 23))
+
+
+def test_the_shape_pass_refuses_what_the_real_model_refuses():
+    broken = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(4, 8, 3))
+    with pytest.raises(RuntimeError):
+        broken(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(RuntimeError, match="expects 4 input channels or features, got 8"):
+        count_macs(broken, (3, 16, 16))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_count_macs_of_a_model_on_cuda():
+    genome = load_genome("genomes/darts_v2.yaml")
+    model = build(genome, CIFAR10)
+    cpu = count_macs(model, CIFAR10.input_shape)
+    assert count_macs(model.cuda(), CIFAR10.input_shape) == cpu == 528_359_040
+    assert next(model.parameters()).is_cuda
