@@ -8,12 +8,15 @@ and the journal store. Each space's genome type lives in its module under `evo_n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
 from evo_nas.errors import GenomeError
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
+# What a genome may ask for, checked before anything is built (a typo must not allocate gigabytes).
+LIMITS = {"file_bytes": 1 << 20, "blocks": 32, "layers": 256, "filters": 4096, "kernel": 31}
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class HParams:
         if d.get("optimizer") not in OPTIMIZERS:
             raise GenomeError(f"{where}: hparams.optimizer: must be one of {', '.join(OPTIMIZERS)}, "
                               f"got {d.get('optimizer')!r}")
+        for key, ok in (("lr", 0 < numbers["lr"] <= 100), ("weight_decay", 0 <= numbers["weight_decay"] <= 1),
+                        ("dropout", 0 <= numbers["dropout"] < 1)):
+            if not ok:
+                raise GenomeError(f"{where}: hparams.{key}: {numbers[key]} is out of range")
         return cls(**numbers, optimizer=d["optimizer"])
 
 
@@ -142,13 +149,20 @@ def is_int(x: object) -> bool:
 
 
 def number(value: object) -> float | None:
-    """A float, also from a string: YAML 1.1 reads `1e-4` (no dot) as a string."""
+    """A finite float, also from a string: YAML 1.1 reads `1e-4` (no dot) as a string."""
     if isinstance(value, bool):
         return None
     try:
-        return float(value)
+        value = float(value)
     except (TypeError, ValueError):
         return None
+    return value if math.isfinite(value) else None
+
+
+def at_most(value: int, limit: str, at: str) -> None:
+    """GenomeError unless `value` is within LIMITS[limit]."""
+    if value > LIMITS[limit]:
+        raise GenomeError(f"{at}: {value} is more than evonas allows ({LIMITS[limit]:,} {limit})")
 
 
 def _opt_str(d: dict, key: str, where: str) -> str:

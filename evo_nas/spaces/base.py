@@ -55,6 +55,32 @@ class SearchSpace:
     def check_options(self) -> None:
         """Raise ConfigError (naming the option) for settings no genome could satisfy."""
 
+    # -- optional: a flat integer encoding, for DEAP's standard operators (evo_nas.variation) --
+    # Every list of integers within gene_bounds (and, for a variable-length encoding, of a
+    # length allowed by unit_bounds) must decode to a valid genome, and decode(encode(g), g) == g.
+    def encode(self, genome: Genome) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, genes: list[int], like: Genome) -> Genome:
+        """The genome of `genes`; what they do not encode (hparams, a cell's concat) comes from `like`."""
+        raise NotImplementedError
+
+    def gene_bounds(self, length: int) -> tuple[list[int], list[int]]:
+        """Per gene, the least and the largest value (inclusive) of an encoding of `length` genes."""
+        raise NotImplementedError
+
+    def gene_unit(self) -> int:
+        """Variable-length encodings: the genes of one unit (the layer space: of one layer); 0: a fixed length."""
+        return 0
+
+    def unit_bounds(self) -> tuple[int, int]:
+        """Variable-length encodings: the fewest and the most units."""
+        raise NotImplementedError
+
+    @property
+    def has_encoding(self) -> bool:
+        return type(self).encode is not SearchSpace.encode
+
     # -- shared -------------------------------------------------------------------------
     @classmethod
     def options(cls) -> list:
@@ -81,16 +107,24 @@ class SearchSpace:
             genome = replace(genome, hparams=self.hparams.sample(rng))
         return genome
 
-    def mutate(self, genome: Genome, rng: random.Random) -> tuple[Genome, str]:
-        """One mutation, chosen uniformly among the space's operators (and the hparam one)."""
+    def mutation_table(self) -> dict[str, Mutation]:
+        """The space's own mutations by name, and the hparam one when it searches hyperparameters."""
         ops = dict(self.mutations())
         if self.hparams is not None:
             ops["mut_hparams"] = lambda g, r: replace(g, hparams=self.hparams.mutate(g.hparams, r))
+        return ops
+
+    def mutate(self, genome: Genome, rng: random.Random, ops: dict[str, Mutation] | None = None) -> tuple[Genome, str]:
+        """One mutation, chosen uniformly among `ops` (default: the space's own and the hparam one)."""
+        ops = ops if ops is not None else self.mutation_table()
         name = rng.choice(sorted(ops))
         return ops[name](genome, rng).anonymous(), name
 
-    def crossover(self, a: Genome, b: Genome, rng: random.Random) -> tuple[Genome, str]:
-        ops = self.crossovers()
+    def crossover(self, a: Genome, b: Genome, rng: random.Random,
+                  ops: dict[str, Crossover] | None = None) -> tuple[Genome, str]:
+        """One crossover, chosen uniformly among `ops` (default: the space's own); the child's
+        hyperparameter genes are crossed from both parents whichever operator made its architecture."""
+        ops = ops if ops is not None else self.crossovers()
         name = rng.choice(sorted(ops))
         child = ops[name](a, b, rng)
         if self.hparams is not None:
@@ -125,3 +159,6 @@ class SpaceEntry:
     proxy: dict[str, dict] = field(default_factory=dict)  # device -> skeleton of the search proxy
     final: dict = field(default_factory=dict)  # the skeleton `evonas train` trains
     inspect: dict = field(default_factory=dict)  # the skeleton its published figures are quoted in
+    # name -> another skeleton its networks are built in (`inspect/train --skeleton NAME`), with
+    # the input_shape and classes `inspect` assumes there (train takes them from the data set)
+    skeletons: dict[str, dict] = field(default_factory=dict)

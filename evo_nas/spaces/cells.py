@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from evo_nas.canon import Node, canonical_form
 from evo_nas.errors import ConfigError, GenomeError
-from evo_nas.genome import Genome, int_list, is_int, mapping, no_unknown_keys
+from evo_nas.genome import LIMITS, Genome, at_most, int_list, is_int, mapping, no_unknown_keys
 from evo_nas.spaces.base import SearchSpace, SpaceEntry, option
 
 OPS = (
@@ -110,8 +110,8 @@ class CellSpace(SearchSpace):
     ops: tuple[str, ...] = option(OPS, "cells/nb201: the op set, comma-separated")
 
     def check_options(self) -> None:
-        if self.blocks < 1:
-            raise ConfigError(f"blocks: must be positive, got {self.blocks}")
+        if not 1 <= self.blocks <= LIMITS["blocks"]:
+            raise ConfigError(f"blocks: must be 1 to {LIMITS['blocks']}, got {self.blocks}")
         _check_op_set(self.ops, OPS, self.name)
 
     def sample_arch(self, rng: random.Random) -> CellGenome:
@@ -155,6 +155,27 @@ class CellSpace(SearchSpace):
                     if branch.op not in self.ops:
                         raise GenomeError(f"{where}: {name}.blocks[{i}][{j}]: op {branch.op!r} "
                                           f"is not in this space's op set")
+
+    # -- the flat integer encoding (NSGA-Net's micro encoding) ------------------------------
+    def encode(self, genome: CellGenome) -> list[int]:
+        """Per block [op, input, op, input], the normal cell's blocks then the reduction cell's;
+        an op is its index in the space's op set."""
+        return [g for name in CELLS for block in getattr(genome, name).blocks for branch in block.branches
+                for g in (self.ops.index(branch.op), branch.input)]
+
+    def decode(self, genes: list[int], like: CellGenome) -> CellGenome:
+        cells = {}
+        for c, name in enumerate(CELLS):
+            part = genes[4 * self.blocks * c: 4 * self.blocks * (c + 1)]
+            blocks = tuple(Block(Branch(self.ops[part[k]], part[k + 1]), Branch(self.ops[part[k + 2]], part[k + 3]))
+                           for k in range(0, len(part), 4))
+            cells[name] = Cell(blocks=blocks, concat=getattr(like, name).concat)
+        return CellGenome(**cells, hparams=like.hparams)
+
+    def gene_bounds(self, length: int) -> tuple[list[int], list[int]]:
+        """An op gene takes any op; block i's input genes take the states 0..i+1."""
+        up = [x for _ in CELLS for i in range(self.blocks) for x in (len(self.ops) - 1, i + 1) * 2]
+        return [0] * len(up), up
 
 
 def _check_op_set(ops: tuple[str, ...], known: tuple[str, ...], space: str) -> None:
@@ -250,6 +271,7 @@ def _branch(data: object, where: str, path: str) -> Branch:
 
 def _check_cell(cell: Cell, at_cell: str) -> None:
     n = len(cell.blocks)
+    at_most(n, "blocks", f"{at_cell}.blocks")
     for i, block in enumerate(cell.blocks):
         for j, branch in enumerate(block.branches):
             at = f"{at_cell}.blocks[{i}][{j}]"
@@ -280,12 +302,16 @@ def _describe_cell(cell: Cell) -> str:
 ENTRY = SpaceEntry(
     name="cells", genome=CellGenome, space=CellSpace, network="evo_nas.nets.cells",
     fitness="validation accuracy of DARTS' CIFAR network built from the two cells, after the brief proxy training",
-    skeleton_fields=frozenset({"init_channels", "depth", "stem_multiplier", "reductions", "auxiliary", "drop_path",
-                               "dropout"}),
+    skeleton_fields=frozenset({"init_channels", "depth", "stem_multiplier", "stem", "reductions", "auxiliary",
+                               "drop_path", "dropout"}),
     # CPU: a search that fits `make run` on 2 cores; GPU: DARTS' search network (C=16, 8 cells).
     proxy={"cpu": {"init_channels": 8, "depth": 3}, "cuda": {"init_channels": 16, "depth": 8}},
     # DARTS' CIFAR-10 evaluation network, auxiliary head (weight 0.4) and drop path 0.2: the
     # published parameter counts are of this network, so trained cells compare with the papers'.
     final={"init_channels": 36, "depth": 20, "auxiliary": True, "drop_path": 0.2},
     inspect={"init_channels": 36, "depth": 20},
+    # DARTS' ImageNet network (NetworkImageNet, the mobile setting): C=48, 14 cells, 224x224
+    # images, auxiliary head (weight 0.4), no drop path; DARTS-V2's 4.7M parameters are of it.
+    skeletons={"imagenet": {"stem": "imagenet", "init_channels": 48, "depth": 14, "auxiliary": True,
+                            "input_shape": (3, 224, 224), "classes": 1000}},
 )

@@ -1,7 +1,9 @@
 """Hyperparameter genes: learning rate and weight decay on a log scale, dropout, optimizer.
 
 Off by default; when a space carries `HParamSpace`, every genome it samples carries `HParams`
-and mutation perturbs them like any other gene. [stdlib only]
+and mutation perturbs them like any other gene. Each gene's range is a run setting
+(`lr_range`, `weight_decay_range`, `dropout_range`, `optimizers`; `evonas refine` narrows them
+around the best candidates of a run). [stdlib only]
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import math
 import random
 from dataclasses import dataclass
 
-from evo_nas.errors import GenomeError
+from evo_nas.errors import ConfigError, GenomeError
 from evo_nas.genome import OPTIMIZERS, HParams
+
+NUMERIC = ("lr", "weight_decay", "dropout")  # the genes with a range; the optimizer is categorical
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,37 @@ class HParamSpace:
     sigma: float = 0.5  # std of a mutation step, in natural-log units for lr and weight decay
 
     LOG_SCALED = ("lr", "weight_decay")
+    HARD_LIMITS = {"dropout": (0.0, 1.0)}  # no range may reach past these
+
+    def __post_init__(self):
+        """Ranges as the settings `<gene>_range` give them: two numbers, low < high, positive on a log scale."""
+        for gene in NUMERIC:
+            bounds = tuple(float(x) for x in getattr(self, gene))
+            if len(bounds) != 2 or not bounds[0] < bounds[1]:
+                raise ConfigError(f"{gene}_range: must be two numbers low,high with low < high, got {list(bounds)}")
+            if gene in self.LOG_SCALED and bounds[0] <= 0:
+                raise ConfigError(f"{gene}_range: is searched on a log scale, so must be positive, got {list(bounds)}")
+            hard = self.HARD_LIMITS.get(gene)
+            if hard is not None and not (hard[0] <= bounds[0] and bounds[1] < hard[1]):
+                raise ConfigError(f"{gene}_range: must lie in [{hard[0]:g}, {hard[1]:g}), got {list(bounds)}")
+            object.__setattr__(self, gene, bounds)
+        unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
+        if unknown or not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
+            raise ConfigError(f"optimizers: must be distinct names from {', '.join(OPTIMIZERS)}, "
+                              f"got {list(self.optimizers)}")
+        object.__setattr__(self, "optimizers", tuple(self.optimizers))
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> HParamSpace:
+        """The space of a run's flat settings (`lr_range`...; those missing keep their defaults)."""
+        given = {gene: tuple(settings[f"{gene}_range"]) for gene in NUMERIC if settings.get(f"{gene}_range")}
+        if settings.get("optimizers"):
+            given["optimizers"] = tuple(settings["optimizers"])
+        return cls(**given)
+
+    def settings(self) -> dict:
+        """The inverse of from_settings: setting name -> value."""
+        return {**{f"{gene}_range": getattr(self, gene) for gene in NUMERIC}, "optimizers": self.optimizers}
 
     def sample(self, rng: random.Random) -> HParams:
         return HParams(lr=_log_uniform(rng, *self.lr),
@@ -54,7 +89,7 @@ class HParamSpace:
     def validate(self, hp: HParams | None, where: str) -> None:
         if hp is None:
             raise GenomeError(f"{where}: hparams: missing, and this run searches hyperparameters")
-        for gene in ("lr", "weight_decay", "dropout"):
+        for gene in NUMERIC:
             low, high = getattr(self, gene)
             if not low <= getattr(hp, gene) <= high:
                 raise GenomeError(f"{where}: hparams.{gene}: {getattr(hp, gene)} is outside [{low}, {high}]")

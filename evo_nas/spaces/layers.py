@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from evo_nas.canon import Node, canonical_form
 from evo_nas.errors import ConfigError, GenomeError
-from evo_nas.genome import Genome, int_list, is_int, mapping, no_unknown_keys
+from evo_nas.genome import LIMITS, Genome, at_most, int_list, is_int, mapping, no_unknown_keys
 from evo_nas.spaces.base import SearchSpace, SpaceEntry, option, reduction_layers
 
 
@@ -89,6 +89,11 @@ class LayerSpace(SearchSpace):
             raise ConfigError(f"min_layers: {self.min_layers} is above max_layers {self.max_layers}")
         if not 0 <= self.skip_prob <= 1:
             raise ConfigError(f"skip_prob: must be between 0 and 1, got {self.skip_prob}")
+        for name, values, limit in (("kernel_sizes", self.kernel_sizes, "kernel"),
+                                    ("filter_counts", self.filter_counts, "filters"),
+                                    ("max_layers", (self.max_layers,), "layers")):
+            if max(values) > LIMITS[limit]:
+                raise ConfigError(f"{name}: {max(values)} is more than evonas allows ({LIMITS[limit]:,} {limit})")
 
     def sample_arch(self, rng: random.Random) -> LayerGenome:
         depth = rng.randint(self.min_layers, self.max_layers)
@@ -156,6 +161,37 @@ class LayerSpace(SearchSpace):
                     raise GenomeError(f"{where}: layers[{i}].{field}: {getattr(layer, field)} is not "
                                       f"one of {list(allowed)}")
 
+    # -- the flat integer encoding: a variable-length list of per-layer genes ---------------
+    # Per layer [height, width, filters, read_1 .. read_M] with M = max_layers: indices into
+    # the space's sizes, and read_d = 1 when the layer reads the state d back (d = 1: the
+    # previous layer's output). Relative inputs keep their meaning wherever a crossover moves
+    # a layer; reads before the image are ignored, and a layer that reads nothing reads the
+    # previous state, so every list of whole layers decodes to a valid genome.
+    def gene_unit(self) -> int:
+        return 3 + self.max_layers
+
+    def encode(self, genome: LayerGenome) -> list[int]:
+        genes = []
+        for i, x in enumerate(genome.layers):
+            reads = [int(i + 1 - d in x.inputs) for d in range(1, self.max_layers + 1)]
+            genes += [self.heights.index(x.height), self.widths.index(x.width), self.filters.index(x.filters), *reads]
+        return genes
+
+    def decode(self, genes: list[int], like: LayerGenome) -> LayerGenome:
+        unit, layers = self.gene_unit(), []
+        for i in range(len(genes) // unit):
+            h, w, f, *reads = genes[i * unit:(i + 1) * unit]
+            inputs = tuple(sorted(i + 1 - d for d, bit in enumerate(reads, start=1) if bit and d <= i + 1))
+            layers.append(Layer(self.heights[h], self.widths[w], self.filters[f], inputs or (i,)))
+        return LayerGenome(layers=tuple(layers), hparams=like.hparams)
+
+    def gene_bounds(self, length: int) -> tuple[list[int], list[int]]:
+        up = [len(self.heights) - 1, len(self.widths) - 1, len(self.filters) - 1] + [1] * self.max_layers
+        return [0] * length, (up * (length // len(up) + 1))[:length]
+
+    def unit_bounds(self) -> tuple[int, int]:
+        return self.min_layers, self.max_layers
+
 
 def insert_layer(genome: LayerGenome, p: int, new: Layer) -> LayerGenome:
     """Insert `new` (which reads state p) into the chain at position p; the layer that
@@ -220,11 +256,13 @@ def _other(values: tuple[int, ...], current: int, rng: random.Random) -> int:
 
 
 def validate_structure(genome: LayerGenome, where: str) -> None:
+    at_most(len(genome.layers), "layers", f"{where}: layers")
     for i, layer in enumerate(genome.layers):
         at = f"{where}: layers[{i}]"
         for field in ("height", "width", "filters"):
             if getattr(layer, field) < 1:
                 raise GenomeError(f"{at}.{field}: must be positive, got {getattr(layer, field)}")
+            at_most(getattr(layer, field), "filters" if field == "filters" else "kernel", f"{at}.{field}")
         for field in ("height", "width"):
             if getattr(layer, field) % 2 == 0:  # odd kernels keep 'same' padding symmetric
                 raise GenomeError(f"{at}.{field}: must be odd, got {getattr(layer, field)}")

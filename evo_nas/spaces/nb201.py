@@ -102,6 +102,16 @@ class NB201Space(SearchSpace):
             if op not in self.ops:
                 raise GenomeError(f"{where}: arch: edge {i} op {op!r} is not in this space's op set")
 
+    # -- the flat integer encoding: one gene per edge, the index of its op ------------------
+    def encode(self, genome: NB201Genome) -> list[int]:
+        return [self.ops.index(op) for op in genome.edges]
+
+    def decode(self, genes: list[int], like: NB201Genome) -> NB201Genome:
+        return NB201Genome(edges=tuple(self.ops[g] for g in genes), hparams=like.hparams)
+
+    def gene_bounds(self, length: int) -> tuple[list[int], list[int]]:
+        return [0] * len(EDGES), [len(self.ops) - 1] * len(EDGES)
+
 
 def cx_uniform_edges(a: NB201Genome, b: NB201Genome, rng: random.Random) -> NB201Genome:
     edges = tuple(x if rng.random() < 0.5 else y for x, y in zip(a.edges, b.edges))
