@@ -4,8 +4,9 @@ An algorithm never trains, stores or counts anything itself. It talks to a `sear
 `search.evaluate(individuals)` is the one map-like place where evaluations happen (dedup,
 journal and backends sit behind it), `search.new(...)` turns a genome into an individual with an
 id, `search.done(state)` says when to stop and `search.generation_done(state)` runs the
-callbacks (checkpoint, report, progress). Calling an algorithm with a state restored from a
-snapshot continues the run exactly.
+callbacks (checkpoint, report, progress). Variation goes through the search's DEAP toolbox, as in
+DEAP's own algorithms: `select` picks parents, `mate` and `mutate` make children (variation.py).
+Calling an algorithm with a state restored from a snapshot continues the run exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import math
 import random
 from collections.abc import Callable, Sequence
 
-from evo_nas import pareto
+from deap import base
+
+from evo_nas import pareto, variation
 from evo_nas.config import SearchConfig
 from evo_nas.genome import Genome
 from evo_nas.search import Individual, Search, State
@@ -23,14 +26,13 @@ from evo_nas.search import Individual, Search, State
 
 def nsga2(search: Search, state: State | None = None) -> State:
     """Generational NSGA-II (Deb et al. 2002) over `settings.objectives`."""
-    s = search.settings
+    s, tb = search.settings, toolbox(search)
     state = state or initial_population(search)
     while not search.done(state):
-        rank, dist = pareto.rank_and_crowding(vectors(state.population, s.objectives))
         n = _children(search, s.offspring or s.population)
         offspring: list[Individual] = []
         for _ in range(n):
-            a, b = (_crowded_tournament(state.population, rank, dist, search.rng) for _ in range(2))
+            a, b = tb.select(state.population, 2)
             offspring.append(breed(search, lambda a=a, b=b: _cross_then_mutate(search, a, b),
                                    state.generation + 1, offspring))
         search.evaluate(offspring)
@@ -42,14 +44,13 @@ def nsga2(search: Search, state: State | None = None) -> State:
 def aging(search: Search, state: State | None = None) -> State:
     """Regularized evolution (Real et al. 2019): tournament of S picks a parent to mutate,
     each child replaces the oldest member. The population is kept in age order."""
-    s = search.settings
+    s, tb = search.settings, toolbox(search)
     state = state or initial_population(search)
     while not search.done(state):
         n = _children(search, s.offspring or max(1, s.population // 4))
         children: list[Individual] = []
         for _ in range(n):
-            sample = search.rng.sample(state.population, min(s.sample, len(state.population)))
-            parent = max(sample, key=lambda ind: fitness(ind, s))
+            parent, = tb.select(state.population, 1)
             children.append(breed(search, _mutant(search, parent), state.generation + 1, children))
         search.evaluate(children)
         state = State(state.generation + 1, (state.population + children)[len(children):])
@@ -75,6 +76,48 @@ def random_search(search: Search, state: State | None = None) -> State:
 
 
 ALGORITHMS: dict[str, Callable[..., State]] = {"nsga2": nsga2, "aging": aging, "random": random_search}
+
+
+# -- the toolbox and the selections -----------------------------------------------------------
+
+def toolbox(search: Search) -> base.Toolbox:
+    """The search's DEAP toolbox, made on first use: `mate` and `mutate` of its operator set,
+    `select` of its algorithm (NSGA-II's crowded tournament, aging's tournament of S)."""
+    if search.toolbox is None:
+        s = search.settings
+        tb = variation.make_toolbox(search.space, s.operators, search.rng)
+        if s.algorithm == "nsga2":
+            tb.register("select", sel_crowded_tournament, rng=search.rng, objectives=s.objectives, noise=s.noise)
+        elif s.algorithm == "aging":
+            tb.register("select", sel_tournament, rng=search.rng, size=s.sample, settings=s)
+        search.toolbox = tb
+    return search.toolbox
+
+
+def sel_crowded_tournament(population: list[Individual], k: int, rng: random.Random,
+                           objectives: Sequence[str], noise: float = 0.0) -> list[Individual]:
+    """NSGA-II's mating selection: k binary tournaments, lower front first, then larger crowding."""
+    rank, dist = pareto.rank_and_crowding(vectors(population, objectives, noise))
+    return [_crowded_tournament(population, rank, dist, rng) for _ in range(k)]
+
+
+def sel_tournament(population: list[Individual], k: int, rng: random.Random, size: int,
+                   settings: SearchConfig) -> list[Individual]:
+    """Aging's selection: k tournaments, each won by the fittest of `size` members drawn without
+    replacement (`fittest`)."""
+    return [fittest(rng.sample(population, min(size, len(population))), settings) for _ in range(k)]
+
+
+def fittest(sample: Sequence[Individual], s: SearchConfig) -> Individual:
+    """The member of highest fitness. With a noise level, accuracies within it of the best are
+    not told apart: of those, the cheapest wins (the search's other objectives, in order), then
+    the more accurate."""
+    best = max(sample, key=lambda ind: fitness(ind, s))
+    if s.noise == 0 or fitness(best, s) < 0:  # exact, or nothing feasible: excess decides
+        return best
+    near = [ind for ind in sample if fitness(ind, s) >= fitness(best, s) - s.noise]
+    costs = [name for name in s.objectives if name != "accuracy"]
+    return min(near, key=lambda ind: (*(getattr(ind.result, name) for name in costs), -fitness(ind, s)))
 
 
 # -- shared steps ---------------------------------------------------------------------------
@@ -107,7 +150,7 @@ def breed(search: Search, make: Callable[[], tuple[Genome, tuple[int, ...], str]
 
 
 def _mutate(search: Search, parent: Individual) -> tuple[Genome, tuple[int, ...], str]:
-    child, op = search.space.mutate(parent.genome, search.rng)
+    child, op = toolbox(search).mutate(parent.genome)
     return child, (parent.id,), op
 
 
@@ -123,7 +166,7 @@ def _mutant(search: Search, parent: Individual) -> Callable[[], tuple[Genome, tu
         nonlocal tries, last
         tries += 1
         start = parent.genome if tries <= search.settings.retries // 2 else last
-        last, op = search.space.mutate(start, search.rng)
+        last, op = toolbox(search).mutate(start)
         return last, (parent.id,), op
 
     return make
@@ -131,8 +174,9 @@ def _mutant(search: Search, parent: Individual) -> Callable[[], tuple[Genome, tu
 
 def _cross_then_mutate(search: Search, a: Individual, b: Individual) -> tuple[Genome, tuple[int, ...], str]:
     if a.id != b.id and search.rng.random() < search.settings.crossover:
-        child, cx = search.space.crossover(a.genome, b.genome, search.rng)
-        child, mut = search.space.mutate(child, search.rng)
+        tb = toolbox(search)
+        child, cx = tb.mate(a.genome, b.genome)
+        child, mut = tb.mutate(child)
         return child, (a.id, b.id), f"{cx}+{mut}"
     return _mutate(search, a)
 
@@ -148,7 +192,7 @@ def _crowded_tournament(population: list[Individual], rank: list[int], dist: lis
 def _survivors(state: State, children: list[Individual], s: SearchConfig) -> State:
     """The next generation: NSGA-II's selection over parents and children together."""
     pool = state.population + children
-    chosen = pareto.select_nsga2(vectors(pool, s.objectives), s.population)
+    chosen = pareto.select_nsga2(vectors(pool, s.objectives, s.noise), s.population)
     return State(state.generation + 1, [pool[i] for i in sorted(chosen)])
 
 
@@ -157,8 +201,8 @@ def _children(search: Search, wanted: int) -> int:
     return int(min(wanted, room)) if math.isfinite(room) else wanted
 
 
-def vectors(population: Sequence[Individual], objectives: Sequence[str]) -> list[pareto.Vector]:
-    return [pareto.vector(ind.result, objectives) for ind in population]
+def vectors(population: Sequence[Individual], objectives: Sequence[str], noise: float = 0.0) -> list[pareto.Vector]:
+    return [pareto.vector(ind.result, objectives, noise) for ind in population]
 
 
 def fitness(ind: Individual, s: SearchConfig) -> float:

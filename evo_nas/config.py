@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -20,6 +21,7 @@ from evo_nas.errors import ConfigError
 from evo_nas.genome import OPTIMIZERS
 from evo_nas.pareto import OBJECTIVES
 from evo_nas.spaces.hparams import HParamSpace
+from evo_nas.variation import OPERATOR_SETS
 
 
 def setting(default: Any, help: str, choices: tuple | None = None, cli: bool = True, **more) -> Any:
@@ -32,10 +34,25 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+# Bounds on counts, so that a typo (population: 99999999999999999999) is an error, not a run.
+MAXIMUM = {"population": 100_000, "offspring": 100_000, "sample": 100_000, "generations": 1_000_000,
+           "budget": 10_000_000, "workers": 1024, "slots_per_gpu": 64, "cpu_threads": 4096, "sha_rungs": 16,
+           "repeats": 100, "retries": 10_000, "init_channels": 4096, "depth": 1000, "stem_multiplier": 64,
+           "reductions": 16, "classes": 100_000, "epochs": 100_000, "batch_size": 1 << 20,
+           "eval_batch_size": 1 << 20, "train_limit": 1 << 31, "val_limit": 1 << 31}
+
+
 def _positive(cfg, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
         _check(value is None or value > 0, f"{name}: must be positive, got {value}")
+
+
+def _bounded(cfg) -> None:
+    for f in fields(cfg):
+        value, top = getattr(cfg, f.name), MAXIMUM.get(f.name)
+        if top is not None and isinstance(value, int | float) and value > top:
+            raise ConfigError(f"{f.name}: {value} is above the most evonas allows ({top:,})")
 
 
 def _choices(cfg) -> None:
@@ -56,6 +73,11 @@ class DataConfig:
     def __post_init__(self):
         _check(0 < self.val_fraction < 1, f"val_fraction: must be between 0 and 1, got {self.val_fraction}")
         _positive(self, "train_limit", "val_limit")
+        _bounded(self)
+
+
+STEMS = ("cifar", "imagenet")
+CIFAR_STEM_MAX = 64  # px: the largest image side the cifar stem takes (64x64: Tiny ImageNet)
 
 
 @dataclass(frozen=True)
@@ -63,10 +85,12 @@ class Skeleton:
     """The network around a genome. Defaults: DARTS' CIFAR-10 search network."""
 
     input_shape: tuple[int, ...] = setting((3, 32, 32), "(C, H, W) of one image", cli=False)
-    classes: int = setting(10, "classes of the data set", cli=False)
+    classes: int = setting(10, "classes of the data set (npz: the labels give it; name it when some never appear)")
     init_channels: int | None = setting(16, "skeleton width C: channels per state in the first stage")
     depth: int | None = setting(8, "cells in the skeleton (nb201: cells per stage)")
     stem_multiplier: int = setting(3, "the cell stem makes stem_multiplier x C channels, as DARTS")
+    stem: str = setting("cifar", f"cells: cifar, one conv at full resolution (images up to {CIFAR_STEM_MAX} px); "
+                                 "imagenet, DARTS' two stride-2 stems, 1/8 resolution before the first cell", STEMS)
     reductions: int = setting(2, "stride-2 steps in the skeleton (cells and layers; nb201 always has 2)")
     auxiliary: bool = setting(False, "DARTS' auxiliary head (cells; training only)")
     drop_path: float = setting(0.0, "drop-path probability, annealed from 0 during training (cells)")
@@ -83,6 +107,23 @@ class Skeleton:
         _check(self.reductions >= 0, f"reductions: must not be negative, got {self.reductions}")
         for name in ("drop_path", "dropout"):
             _check(0.0 <= getattr(self, name) < 1.0, f"{name}: must be in [0, 1), got {getattr(self, name)}")
+        _check_stem(self)
+        _bounded(self)
+
+
+def _check_stem(sk: Skeleton) -> None:
+    """The imagenet stem divides the resolution by 8 before the first cell: on small images the
+    last cells would see 1x1 maps. (A cifar stem on large images is the cell network's to refuse:
+    the other spaces' networks take any size.)"""
+    _choices(sk)
+    if sk.stem == "imagenet":
+        size = "x".join(map(str, sk.input_shape))
+        _check(max(sk.input_shape[1:]) > CIFAR_STEM_MAX,
+               f"stem: imagenet divides {size} images by 8 before the first cell; images up to "
+               f"{CIFAR_STEM_MAX} px need stem cifar")
+        default = next(f.default for f in fields(sk) if f.name == "stem_multiplier")
+        _check(sk.stem_multiplier == default, "stem_multiplier: applies to the cifar stem only (the imagenet "
+                                              "stem makes C channels, as DARTS)")
 
 
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -110,15 +151,29 @@ class TrainConfig:
                               SWITCHES)
     warmup_steps_before_capture: int = setting(3, "eager steps before a CUDA graph is captured", cli=False)
     time_limit: float = setting(0.0, "seconds per training; beyond it the candidate fails (0: none)")
-    augment: bool = setting(True, "random crop and mirror (no mirror for digits), on the device")
+    augment: bool = setting(True, "augmentation on the device: random crop and mirror (no mirror for digits), and "
+                                  "the four below")
+    # Each of these left at none takes the data set's default (docs/data.md).
+    crop_scale: float | None = setting(None, "random resized crop: least share of the image's area a crop keeps "
+                                             "(1: off; none: the data set's)")
+    crop_ratio: float | None = setting(None, "random resized crop: largest aspect-ratio stretch r, log-uniform in "
+                                             "[1/r, r] (1: off; none: the data set's)")
+    brightness: float | None = setting(None, "brightness jitter b: pixels times a factor in [1-b, 1+b] "
+                                             "(0: off; none: the data set's)")
+    contrast: float | None = setting(None, "contrast jitter c: distance from the image's mean times a factor in "
+                                           "[1-c, 1+c] (0: off; none: the data set's)")
     eval_batch_size: int = setting(1024, "batch size when measuring accuracy", cli=False)
     aux_weight: float = setting(0.4, "weight of DARTS' auxiliary-head loss")
     bn_recalibration: int = setting(2048, "training images to recompute BatchNorm statistics on before "
                                           "validating (0: off)")
+    train_images: int | None = setting(None, "a budget: train on this many images in all, whatever the data set's "
+                                             "size (epochs follow from it; giving epochs turns it off)")
+    cudnn_benchmark: bool | None = setting(None, "let cuDNN time its kernels per shape (CUDA, process-wide; "
+                                                 "none: torch's default, off)")
 
     def __post_init__(self):
         _choices(self)
-        _positive(self, "epochs", "batch_size", "lr", "eval_batch_size")
+        _positive(self, "epochs", "batch_size", "lr", "eval_batch_size", "train_images")
         _check(self.momentum >= 0, "momentum: must not be negative")
         _check(self.weight_decay >= 0, "weight_decay: must not be negative")
         _check(0 <= self.label_smoothing < 1, "label_smoothing: must be in [0, 1)")
@@ -129,6 +184,22 @@ class TrainConfig:
         _check(self.time_limit >= 0, "time_limit: must not be negative")
         _check(self.aux_weight >= 0, "aux_weight: must not be negative")
         _check(self.bn_recalibration >= 0, "bn_recalibration: must not be negative")
+        _check(self.crop_scale is None or 0 < self.crop_scale <= 1,
+               f"crop_scale: must be in (0, 1], got {self.crop_scale}")
+        _check(self.crop_ratio is None or self.crop_ratio >= 1,
+               f"crop_ratio: must be at least 1, got {self.crop_ratio}")
+        for name in ("brightness", "contrast"):
+            _check(getattr(self, name) is None or 0 <= getattr(self, name) < 1,
+                   f"{name}: must be in [0, 1), got {getattr(self, name)}")
+        _bounded(self)
+
+
+# `evonas train`'s recipe: DARTS-V2 at C=16, 8 cells reached 93.9% Fashion-MNIST test accuracy in 20
+# one-cycle epochs (docs/performance.md); the final cell network has 12x its MACs (403M vs 33M
+# per image) and more to learn, so 2.5x the epochs, with a cosine schedule after a 1-epoch
+# linear warm-up (2% of 50: a high peak rate on a fresh deep network needs a short ramp). After
+# a long training the BatchNorm statistics are current: no recalibration.
+FULL_TRAINING = TrainConfig(epochs=50, batch_size=256, lr=0.2, schedule="cosine", warmup=0.02, bn_recalibration=0)
 
 
 ALGORITHMS = ("nsga2", "aging", "random")
@@ -142,26 +213,39 @@ class SearchConfig:
     offspring: int | None = setting(None, "children per generation (none: the population; aging: a quarter)")
     sample: int = setting(4, "aging: tournament size")
     crossover: float = setting(0.5, "nsga2: share of children made by crossover (then mutation)")
+    # semantic: better on the NB201 study's tuning seeds and on a small CPU cells search (README)
+    operators: str = setting("semantic", "variation: semantic (the space's own: AmoebaNet's op and hidden-state "
+                                         "mutations, cell swap...), deap (DEAP's two-point and uniform crossover and "
+                                         "uniform integer mutation on the space's flat encoding) or both",
+                             OPERATOR_SETS)
     objectives: tuple[str, ...] = setting(OBJECTIVES, "comma-separated, any of accuracy, macs, params")
     max_macs: float | None = setting(None, "MACs over which a candidate is infeasible: not trained, never a "
                                            "parent (aging: ranked by its excess; nsga2: worst)")
     max_params: float | None = setting(None, "parameters over which a candidate is infeasible (as max_macs)")
     seed_genomes: tuple[str, ...] = setting((), "comma-separated genome files put into the first population")
+    repeats: int = setting(1, "trainings of each candidate, each with its own seed; the objective is their mean "
+                              "accuracy, and their spread is reported")
+    noise: float = setting(0.0, "accuracy differences below this count as ties in selection (a fraction: 0.02 is "
+                                "2 points; 0: exact): NSGA-II compares accuracy in boxes of this width, aging's "
+                                "tournament gives near-ties to the cheaper candidate")
     fidelity: str = setting("none", "none, or sha: successive halving inside each generation", FIDELITIES)
     sha_rungs: int = setting(3, "successive-halving rungs")
     retries: int = setting(50, "attempts to breed a child never evaluated before", cli=False)
 
     def __post_init__(self):
         _choices(self)
-        _positive(self, "population", "offspring", "sample", "sha_rungs", "retries", "max_macs", "max_params")
+        _positive(self, "population", "offspring", "sample", "sha_rungs", "retries", "max_macs", "max_params",
+                  "repeats")
         bad = [o for o in self.objectives if o not in OBJECTIVES]
         _check(not bad and bool(self.objectives) and len(set(self.objectives)) == len(self.objectives),
                f"objectives: must be distinct names from {', '.join(OBJECTIVES)}, got {list(self.objectives)}")
         _check(self.algorithm != "aging" or "accuracy" in self.objectives,
                "objectives: aging evolution optimises accuracy; keep it in the list")
         _check(0 <= self.crossover <= 1, f"crossover: must be between 0 and 1, got {self.crossover}")
+        _check(0 <= self.noise < 1, f"noise: must be at least 0 and below 1 (a fraction of accuracy), got {self.noise}")
         _check(self.algorithm != "aging" or self.sample <= self.population,
                f"sample: tournament size {self.sample} exceeds the population {self.population}")
+        _bounded(self)
 
 
 @dataclass(frozen=True)
@@ -172,6 +256,7 @@ class StopConfig:
     def __post_init__(self):
         _check(self.generations is None or self.generations >= 0, "generations: must not be negative")
         _positive(self, "budget")
+        _bounded(self)
 
 
 BACKENDS = ("serial", "local", "ray")
@@ -192,32 +277,50 @@ class BackendConfig:
     def __post_init__(self):
         _choices(self)
         _positive(self, "workers", "slots_per_gpu", "cpu_threads")
+        _bounded(self)
 
 
 @dataclass(frozen=True)
 class RunInfo:
     seed: int = setting(0, "run seed: the split, the search and every evaluation's seed derive from it")
-    name: str | None = setting(None, "run name: runs/<name> (none: space-algorithm-time)")
+    name: str | None = setting(None, "run name, one folder name: runs/<name> (none: space-algorithm-time)")
     runs_dir: str = setting("runs", "where runs are written")
     report: bool = setting(True, "refresh report.html after every generation")
+
+    def __post_init__(self):
+        _check(self.name is None or re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}", self.name) is not None,
+               f"name: must be one folder name of letters, digits, '.', '_' and '-' (not starting with '.'), "
+               f"got {self.name!r}")
 
 
 @dataclass(frozen=True)
 class SpaceConfig:
     space: str = setting("cells", f"search space: {', '.join(spaces.NAMES)}")
     hparams: bool = setting(False, "search learning rate, weight decay, dropout and optimizer too")
+    # The hyperparameter genes' ranges (with --hparams); `evonas refine RUN` narrows them.
+    lr_range: tuple[float, ...] = setting(HParamSpace.lr, "hparams: learning-rate range low,high (log-uniform)")
+    weight_decay_range: tuple[float, ...] = setting(HParamSpace.weight_decay,
+                                                    "hparams: weight-decay range low,high (log-uniform)")
+    dropout_range: tuple[float, ...] = setting(HParamSpace.dropout, "hparams: dropout range low,high (uniform)")
+    optimizers: tuple[str, ...] = setting(HParamSpace.optimizers, "hparams: the optimizers to choose from")
     options: dict = setting(None, "the space's own options", cli=False)  # name -> value, see spaces
 
     def __post_init__(self):
         spaces.entry(self.space)
+        for name, value in self.hparam_space().settings().items():  # checked, and as floats
+            object.__setattr__(self, name, value)
         object.__setattr__(self, "options", dict(self.options or {}))
         space = self.make(Skeleton())  # checks the options against the space
         object.__setattr__(self, "options", {f.name: getattr(space, f.name) for f in space.options()})
 
     def make(self, skeleton: Skeleton):
         """The SearchSpace these settings describe."""
-        return spaces.entry(self.space).space.from_options(self.options, HParamSpace() if self.hparams else None,
+        return spaces.entry(self.space).space.from_options(self.options, self.hparam_space() if self.hparams else None,
                                                            reductions=skeleton.reductions)
+
+    def hparam_space(self) -> HParamSpace:
+        """The hyperparameter genes' space these ranges describe (searched only with `hparams`)."""
+        return HParamSpace.from_settings({f.name: getattr(self, f.name) for f in fields(self)})
 
 
 GROUPS = {"space": SpaceConfig, "data": DataConfig, "skeleton": Skeleton, "train": TrainConfig,
@@ -254,9 +357,15 @@ PRESETS: dict[str, dict[str, Any]] = {
             "val_limit": 500, "bn_recalibration": 512,
             # A 19-step proxy wants a high rate: 3 random cells reached 0.45/0.62/0.63 mean val
             # accuracy at lr 0.1/0.4/1.0 (CPU proxy, n=3 genomes each).
-            "lr": 0.4},
-    "cuda": {"population": 32, "generations": 20, "epochs": 2.0, "batch_size": 512, "train_limit": None,
-             "val_limit": None, "bn_recalibration": 2048, "lr": 0.2},
+            "lr": 0.4, "train_images": None},
+    # A budget in training images, so that an evaluation costs the same on any data set; epochs
+    # then follow from it. Chosen on paper, unmeasured by evonas itself: DARTS-V2 (C=16, 8 cells)
+    # trained at 19k images/s as one CUDA graph at batch 512 on an H200 (docs/performance.md), so
+    # 30,720 images (60 steps) take ~1.6 s, plus ~0.8 s per evaluation to build, warm up and
+    # capture, recalibrate BN and validate: ~2.4 s, 1,500 evaluations per GPU-hour with one in
+    # flight. Whether DARTS-V2 still reaches 88% there is what `make gpu-check` measures.
+    "cuda": {"population": 32, "generations": 20, "epochs": 1.0, "batch_size": 512, "train_images": 30720,
+             "train_limit": None, "val_limit": None, "bn_recalibration": 2048, "lr": 0.2},
 }
 # Changing these on resume would not change which evaluations happen or what they return.
 RESUMABLE = {"generations", "budget", "backend", "workers", "slots_per_gpu", "ray_address", "report", "runs_dir",
@@ -304,7 +413,8 @@ def _resolved(given: dict[str, Any], device: str, data_shape, cpu_threads: int |
             values[name] = given[name]
         elif group == "skeleton" and name in ("init_channels", "depth"):
             values[name] = _skeleton_default(name, device, entry)
-        elif name in PRESETS.get(device, {}) and not (name == "generations" and given.get("budget") is not None):
+        elif name in PRESETS.get(device, {}) and not (name == "generations" and given.get("budget") is not None) \
+                and not (name == "train_images" and "epochs" in given):  # given epochs: no image budget
             values[name] = preset(name, device, entry)
     if data_shape is not None:
         values["input_shape"], values["classes"] = data_shape
@@ -354,7 +464,7 @@ def _check_skeleton(space: str, values: dict[str, Any]) -> None:
     """A skeleton setting the space's networks do not use must be left alone."""
     entry = spaces.entry(space)
     for f in fields(Skeleton):
-        if f.metadata["cli"] and f.name not in entry.skeleton_fields:
+        if f.metadata["cli"] and f.name not in entry.skeleton_fields | {"classes"}:
             unused = None if f.name in ("init_channels", "depth") else f.default
             if values.get(f.name, unused) != unused:
                 raise ConfigError(f"{f.name}: does not apply to the {space} space")
@@ -405,7 +515,7 @@ def resume_changes(old: dict[str, Any], new: RunConfig) -> list[str]:
 def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
     """YAML and click give strings, lists and numbers; turn them into the field's type."""
     kind = str(f.type)
-    if value is None:
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and "None" in kind):
         if "None" in kind:
             return None
         raise ConfigError(f"{where}: {f.name}: must be set")
@@ -413,6 +523,8 @@ def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
         if "tuple" in kind:
             items = value.split(",") if isinstance(value, str) else list(value)
             items = [str(x).strip() for x in items if str(x).strip()]
+            if "tuple[float" in kind:
+                return tuple(float(x) for x in items)
             return tuple(int(x) for x in items) if "tuple[int" in kind else tuple(items)
         if kind.startswith("bool"):
             if isinstance(value, str):

@@ -23,11 +23,18 @@ def to_minimise(name: str, value: float) -> float:
     return 1.0 - value if name in MAXIMISED else float(value)
 
 
-def vector(result, objectives: Sequence[str]) -> Vector:
-    """A result's objective vector (all minimised); None and failures are worst in everything."""
+def vector(result, objectives: Sequence[str], noise: float = 0.0) -> Vector:
+    """A result's objective vector (all minimised); None and failures are worst in everything.
+    With a noise level, accuracy is counted in boxes of that width (epsilon-box dominance,
+    Laumanns et al. 2002): accuracies in one box tie, and the other objectives decide."""
     if result is None or not result.ok:
         return tuple(math.inf for _ in objectives)
-    return tuple(to_minimise(name, getattr(result, name)) for name in objectives)
+    return tuple(to_minimise(name, _boxed(getattr(result, name), noise) if name in MAXIMISED else getattr(result, name))
+                 for name in objectives)
+
+
+def _boxed(value: float, width: float) -> float:
+    return math.floor(value / width + 1e-9) * width if width > 0 else value
 
 
 class _Point:

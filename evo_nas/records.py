@@ -10,8 +10,9 @@ History answers the questions every reader of a run asks: each individual's fina
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 
 from evo_nas import pareto
@@ -84,6 +85,7 @@ class Record:
     operator: str = ""
     cache_of: int | None = None  # the evaluation whose result this network already had
     finished: str | None = None  # local time the line was written
+    repeat: int | None = None  # which of the R trainings of `--repeats R` (None: R = 1)
     extra: dict = field(default_factory=dict, compare=False)  # fields of other versions, kept as read
 
     @property
@@ -97,7 +99,7 @@ class Record:
     @property
     def trained(self) -> bool:
         """Whether it trained a network (budget counts these): not a cache hit, not infeasible."""
-        return self.cache_of is None and self.result.status is not Status.INFEASIBLE
+        return self.cache_of is None and self.result.status is not Status.INFEASIBLE and not self.repeat
 
     def __getattr__(self, name: str):  # record.accuracy, record.macs, ...: its result's
         if name in RESULT_FIELDS:
@@ -108,7 +110,7 @@ class Record:
         out = {"id": self.id, "rung": self.rung, "generation": self.generation, "key": self.key,
                "genome": self.genome.to_dict(), "parents": list(self.parents), "operator": self.operator,
                **self.extra, **self.result.to_json()}
-        for name in ("cache_of", "finished"):
+        for name in ("cache_of", "finished", "repeat"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out
@@ -128,8 +130,9 @@ class Record:
         for name in ("id", "generation"):
             if not _is_int(d.get(name)):
                 raise ValueError(f"{name} must be an integer, got {d.get(name)!r}")
-        if not _is_int(d.get("rung", 0)) or (d.get("cache_of") is not None and not _is_int(d["cache_of"])):
-            raise ValueError("rung and cache_of must be integers")
+        for name in ("rung", "cache_of", "repeat"):
+            if d.get(name) is not None and not _is_int(d[name]):
+                raise ValueError(f"{name} must be an integer, got {d[name]!r}")
         result = Result.from_json(d)
         if result.ok and not all(_is_number(getattr(result, k)) for k in ("accuracy", "macs", "params")):
             raise ValueError("a successful evaluation without accuracy, macs and params")
@@ -140,11 +143,11 @@ class Record:
         if not isinstance(parents, list | tuple) or not all(_is_int(p) for p in parents):
             raise ValueError("parents must be a list of ids")
         known = {"id", "rung", "generation", "key", "genome", "parents", "operator", "cache_of", "finished",
-                 *RESULT_FIELDS}
+                 "repeat", *RESULT_FIELDS}
         return cls(id=d["id"], generation=d["generation"], genome=parse_genome(d.get("genome"), "genome"),
                    key=str(d.get("key", "")), result=result, rung=d.get("rung", 0), parents=tuple(parents),
                    operator=str(d.get("operator", "")), cache_of=d.get("cache_of"), finished=d.get("finished"),
-                   extra={k: v for k, v in d.items() if k not in known})
+                   repeat=d.get("repeat"), extra={k: v for k, v in d.items() if k not in known})
 
 
 def _is_int(x: object) -> bool:
@@ -160,21 +163,52 @@ def _why(err: BaseException) -> str:
     return text.removeprefix("genome: ")
 
 
+def combined(records: Sequence[Record]) -> Record:
+    """The record of an individual trained several times at one rung (`--repeats`): accuracy
+    and train loss are the means, accuracy_sd the sample standard deviation, wall time the sum.
+    Any failed training makes the whole evaluation failed, with that training's reason."""
+    if len(records) == 1:
+        return records[0]
+    results = [r.result for r in records]
+    failed = [x for x in results if not x.ok]
+    first = records[0]
+    if failed:
+        reason = f"{len(failed)} of {len(results)} trainings failed: {failed[0].error}"
+        result = replace(failed[0], error=reason, repeats=len(results), wall_time=_sum(x.wall_time for x in results))
+    else:
+        accuracies = [x.accuracy for x in results]
+        result = replace(results[0], accuracy=statistics.fmean(accuracies), accuracy_sd=statistics.stdev(accuracies),
+                         train_loss=_mean([x.train_loss for x in results], None), repeats=len(results),
+                         wall_time=_sum(x.wall_time for x in results),
+                         images_per_s=_mean([x.images_per_s for x in results], 1))
+    return replace(first, result=result, repeat=None)
+
+
+def _sum(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(sum(values), 3) if values else None
+
+
+def _mean(values, digits: int | None) -> float | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return statistics.fmean(values) if digits is None else round(statistics.fmean(values), digits)
+
+
 class History:
     """Every record of a run, replayed once; answers final(id), by_key(key), front(objectives)."""
 
     def __init__(self, records: Iterable[Record] = ()):
         self.records: list[Record] = []
-        self._final: dict[int, Record] = {}  # id -> its record at the highest rung so far
+        self._rungs: dict[int, dict[int, list[Record]]] = {}  # id -> rung -> its records (repeats)
         self._first: dict[str, int] = {}  # canonical key -> id of its first evaluation
         for record in records:
             self.add(record)
 
     def add(self, record: Record) -> None:
         self.records.append(record)
-        old = self._final.get(record.id)
-        if old is None or record.rung >= old.rung:
-            self._final[record.id] = record
+        self._rungs.setdefault(record.id, {}).setdefault(record.rung, []).append(record)
         if record.cache_of is None:
             self._first.setdefault(record.key, record.id)
 
@@ -182,11 +216,13 @@ class History:
         return len(self.records)
 
     def final(self, ident: int) -> Record | None:
-        return self._final.get(ident)
+        """The individual's record at the highest rung it reached (its repeats combined)."""
+        rungs = self._rungs.get(ident)
+        return None if rungs is None else combined(rungs[max(rungs)])
 
     def finals(self) -> list[Record]:
         """Each individual's final record, by id; cache hits included."""
-        return [self._final[i] for i in sorted(self._final)]
+        return [self.final(i) for i in sorted(self._rungs)]
 
     def evaluations(self) -> list[Record]:
         """Final records of the individuals that were evaluated (not served from the cache)."""
@@ -195,10 +231,10 @@ class History:
     def by_key(self, key: str) -> Record | None:
         """The final record of the first evaluation of the network `key` names."""
         ident = self._first.get(key)
-        return None if ident is None else self._final[ident]
+        return None if ident is None else self.final(ident)
 
     def trained(self) -> int:
-        """Evaluations that trained a network: what a budget counts (rung 0 only)."""
+        """Individuals whose network was trained: what a budget counts (rung 0, once each)."""
         return sum(1 for r in self.records if r.trained and r.rung == 0)
 
     def cache_hits(self) -> int:

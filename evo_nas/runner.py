@@ -8,6 +8,7 @@ the journal (also those that finished after the last snapshot) are replayed, not
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import random
@@ -20,7 +21,7 @@ import yaml
 from evo_nas import algorithms, backends, pareto
 from evo_nas import config as configs
 from evo_nas.config import RunConfig
-from evo_nas.errors import ConfigError, Interrupted, RunDirError
+from evo_nas.errors import ConfigError, Interrupted, RunDirError, SearchFailed
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import load_genome
@@ -32,19 +33,48 @@ from evo_nas.store import RunDir, history_frame, write_csv
 
 # -- starting and resuming ---------------------------------------------------------------------
 
-def start(options: dict, progress=None) -> RunDir:
-    """A new run from the given settings (flat names, as flags and config files give them)."""
+def plan(options: dict) -> RunConfig:
+    """The resolved config a run of these settings (flat names, as flags and config files give
+    them) would have; checks everything that can be checked without writing or training."""
     from evo_nas.evaluate.devices import available
 
     device = available(options.get("device", "auto"))
     cfg = configs.from_mapping(options, "options", device)
-    cfg = configs.from_mapping(options, "options", device, data_shape=dataset_shape(cfg))
+    given_classes = configs.flatten(options, "options").get("classes")
+    cfg = configs.from_mapping(options, "options", device, data_shape=dataset_shape(cfg, given_classes))
     if cfg.stop.generations is None and cfg.stop.budget is None:
         raise ConfigError("config: set generations or budget")
-    space = cfg.space.make(cfg.skeleton)
-    seeds = load_seeds(cfg, space)  # bad seed files fail before anything is written
+    load_seeds(cfg, cfg.space.make(cfg.skeleton))  # bad seed files fail before anything is written
     name = cfg.run.name or time.strftime(f"{cfg.space.space}-{cfg.search.algorithm}-%Y%m%d-%H%M%S")
-    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, name=name))
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, name=name))
+
+
+def estimate(cfg: RunConfig) -> dict:
+    """How much work a run plans: candidates, trainings (repeats and successive-halving rungs
+    counted) and training images, at most (dedup can only make it less)."""
+    termination = Termination.of(cfg.stop, cfg.search)
+    per_generation = cfg.search.offspring or (cfg.search.population if cfg.search.algorithm != "aging"
+                                              else max(1, cfg.search.population // 4))
+    candidates = cfg.stop.budget if cfg.stop.budget is not None else cfg.search.population + per_generation * (
+        cfg.stop.generations or 0)
+    if cfg.stop.budget is not None and cfg.stop.generations is not None:
+        candidates = min(candidates, cfg.search.population + per_generation * cfg.stop.generations)
+    rungs = cfg.search.sha_rungs if cfg.search.fidelity == "sha" else 1
+    trainings = sum(math.ceil(candidates / 2 ** r) for r in range(rungs)) * cfg.search.repeats
+    shares = sum(2.0 ** (r - rungs + 1) * math.ceil(candidates / 2 ** r) for r in range(rungs))  # epochs halve
+    images = cfg.data.train_limit or "the training split"
+    return {"candidates": candidates, "trainings": trainings, "epochs per training": cfg.train.epochs,
+            "training images per epoch": images, "epochs in all": round(shares * cfg.search.repeats *
+                                                                        cfg.train.epochs, 2),
+            "max individuals (dedup exhausted)": termination.max_individuals}
+
+
+def start(options: dict, progress=None) -> RunDir:
+    """A new run from the given settings (flat names, as flags and config files give them)."""
+    cfg = plan(options)
+    space = cfg.space.make(cfg.skeleton)
+    seeds = load_seeds(cfg, space)
+    name = cfg.run.name
     RunDir.refuse_existing(Path(cfg.run.runs_dir) / name)
     reference = reference_point(cfg, space, seeds)
     backend = backends.make(cfg.backend, cfg.train.time_limit)  # a missing package or cluster fails here
@@ -55,20 +85,35 @@ def start(options: dict, progress=None) -> RunDir:
                 # (budget, backend), but a change here is refused on resume.
                 "results_config": configs.results_part(cfg)}
         run = RunDir.create(Path(cfg.run.runs_dir) / name, configs.to_dict(cfg), meta)
-    except BaseException:
+        with run.locked():
+            drive(cfg, run, History(), None, space, seeds, progress, backend)
+    finally:
         backend.close()
-        raise
-    drive(cfg, run, History(), None, space, seeds, progress, backend)
     return run
 
 
 def resume(path: str | Path, overrides: dict | None = None, progress=None) -> RunDir:
+    """Continue a run where it stopped; `overrides` may extend it (generations, budget) or move it
+    to another backend, nothing that would change its results."""
+    run = RunDir.open(path)
+    with run.locked():
+        cfg, history, snapshot = _resumable(run, overrides or {})
+        space = cfg.space.make(cfg.skeleton)
+        seeds = load_seeds(cfg, space)
+        if configs.to_dict(cfg) != run.config():  # an extended budget or another backend: the config on disk says so
+            atomic_write(run.config_file, yaml.safe_dump(configs.to_dict(cfg), sort_keys=False))
+        drive(cfg, run, history, snapshot, space, seeds, progress)
+    return run
+
+
+def _resumable(run: RunDir, overrides: dict) -> tuple[RunConfig, History, dict | None]:
+    """The config a resume runs with, the journal and the snapshot to continue from; every
+    check that can fail does so here, before anything is trained or written."""
     from evo_nas.evaluate.devices import available
 
-    run = RunDir.open(path)
-    stored = run.config()
-    device = stored.get("backend", {}).get("device", "cpu") if isinstance(stored.get("backend"), dict) else "cpu"
-    cfg = configs.from_mapping({**configs.flatten(stored, str(run.config_file)), **(overrides or {})}, "resume", device)
+    stored = configs.flatten(run.config(), str(run.config_file))
+    device = stored.get("device", "cpu")
+    cfg = configs.from_mapping({**stored, **overrides}, "resume", device)
     original = run.meta().get("results_config")
     changed = configs.resume_changes(original, cfg) if original is not None else []
     if changed:
@@ -76,14 +121,21 @@ def resume(path: str | Path, overrides: dict | None = None, progress=None) -> Ru
                           f"start a new run instead")
     if available(device) != device:
         raise ConfigError(f"{run.path}: this run trained on {device}, which is not available here")
+    run.check_writable()
     history = run.history(repair=True)
     snapshot = usable_snapshot(run, history)
-    space = cfg.space.make(cfg.skeleton)
-    seeds = load_seeds(cfg, space)
-    if configs.to_dict(cfg) != stored:  # an extended budget or another backend: the config on disk says so
-        atomic_write(run.config_file, yaml.safe_dump(configs.to_dict(cfg), sort_keys=False))
-    drive(cfg, run, history, snapshot, space, seeds, progress)
-    return run
+    _refuse_shrinking(run, overrides, snapshot["generation"] if snapshot else 0, history.trained())
+    return cfg, history, snapshot
+
+
+def _refuse_shrinking(run: RunDir, overrides: dict, generations: int, trained: int) -> None:
+    """A resume may extend a run, never cut it below what it has done."""
+    for name, done, what in (("generations", generations, "generations done"), ("budget", trained,
+                                                                                  "networks trained")):
+        wanted = overrides.get(name)
+        if wanted is not None and wanted < done:
+            raise ConfigError(f"{run.path}: has {done} {what}; --{name} {wanted} is below that "
+                              f"(give at least {done} to continue, more to extend it)")
 
 
 def versions() -> dict:
@@ -122,15 +174,25 @@ def load_seeds(cfg: RunConfig, space: SearchSpace) -> list[Genome]:
 _SHAPES: dict = {}
 
 
-def dataset_shape(cfg: RunConfig) -> tuple[tuple[int, int, int], int]:
-    """(input shape, classes) of the run's data set; loading it checks it, before anything is written."""
+def dataset_shape(cfg: RunConfig, classes: int | None = None) -> tuple[tuple[int, int, int], int]:
+    """(input shape, classes) of the run's data set (`classes`: the count the user named, for npz
+    data); loading it checks it, before anything is written."""
     from evo_nas.evaluate.data import load_dataset
 
-    key = (cfg.data.dataset, cfg.data.data_dir)
+    key = (cfg.data.dataset, cfg.data.data_dir, classes)
     if key not in _SHAPES:
-        dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir)
-        _SHAPES[key] = (dataset.input_shape, dataset.classes)
-    return _SHAPES[key]
+        dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, classes)
+        _SHAPES[key] = (dataset.input_shape, dataset.classes, len(dataset.y_train))
+    return _SHAPES[key][:2]
+
+
+def dataset_size(cfg: RunConfig) -> int:
+    """Images in the run's training split (the training set less the validation share)."""
+    from evo_nas.evaluate.data import split
+
+    dataset_shape(cfg, cfg.skeleton.classes)
+    total = _SHAPES[(cfg.data.dataset, cfg.data.data_dir, cfg.skeleton.classes)][2]
+    return len(split(total, cfg.data.val_fraction, cfg.seed)[0])
 
 
 def reference_point(cfg: RunConfig, space: SearchSpace, seeds: list[Genome]) -> dict:
@@ -156,9 +218,9 @@ def drive(cfg: RunConfig, run: RunDir, history: History, snapshot: dict | None, 
         if progress is not None:
             progress.start(job)
         algorithms.ALGORITHMS[cfg.search.algorithm](job.search, job.state)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         raise Interrupted(f"the journal and the last snapshot are on disk: continue with "
-                          f"`evonas resume {run.path}`") from None
+                          f"`evonas resume {run.path}`", getattr(stop, "signum", 2)) from None
     finally:
         backend.close()
         if progress is not None:
@@ -175,7 +237,7 @@ class Job:
         self.cfg, self.run, self.backend, self.evaluator, self.progress = cfg, run, backend, evaluator, progress
         next_id = snapshot["next_id"] if snapshot is not None else 0
         self.history = History(r for r in history.records if r.id < next_id)
-        self.replay = {(r.id, r.rung): r for r in history.records if r.id >= next_id}  # ids not reached yet
+        self.replay = {(r.id, r.rung, r.repeat): r for r in history.records if r.id >= next_id}  # not reached yet
         archive = _restored_archive(space, next_id, self.history)
         rng = random.Random(cfg.seed)
         if snapshot is not None:
@@ -186,9 +248,15 @@ class Job:
         self.state = None if snapshot is None else State(snapshot["generation"], [
             self._individual(self.history.final(i)) for i in snapshot["population"]])
         self.generation = self.state.generation if self.state is not None else 0
+        self.generation_results: list = []  # of this generation, for the all-failed check
+        self.planned = estimate(cfg)["candidates"]
 
     # -- Search.evaluate -----------------------------------------------------------------
     def evaluate(self, individuals: list[Individual]) -> None:
+        self._evaluate(individuals)
+        self.generation_results += [ind.result for ind in individuals]
+
+    def _evaluate(self, individuals: list[Individual]) -> None:
         archive = self.search.archive
         self._check_replay(individuals)
         cached, fresh, twins = archive.split(individuals)
@@ -199,7 +267,7 @@ class Job:
         for rung in range(rungs):
             self._run_rung(alive, rung, rungs)
             if rung + 1 < rungs:
-                alive = _better_half(alive, self.cfg.search.objectives)
+                alive = _better_half(alive, self.cfg.search.objectives, self.cfg.search.noise)
         for ind in fresh:  # first evaluations of their networks: the cache from now on
             archive.remember(ind, fresh=True)
         for ind in twins:
@@ -207,7 +275,7 @@ class Job:
 
     def _check_replay(self, individuals: list[Individual]) -> None:
         for ind in individuals:
-            replayed = self.replay.get((ind.id, 0))
+            replayed = self.replay.get((ind.id, 0, _repeats(self.cfg.search.repeats)[0]))
             if replayed is not None and replayed.key != ind.key:
                 raise RunDirError(f"{self.run.path}: the journal disagrees with this run at evaluation {ind.id} "
                                   f"(was evonas or the config changed?); start a new run")
@@ -218,18 +286,26 @@ class Job:
         epochs = self.cfg.train.epochs * 2.0 ** (rung - rungs + 1)  # halving: ..., 1/4, 1/2, 1 of the budget
         todo = []
         for ind in individuals:
-            replayed = self.replay.pop((ind.id, rung), None)
-            if replayed is not None:
-                self._finish(ind, replayed, write=False)
-            else:
-                todo.append(ind)
-        tasks = [Task(ind.id, ind.genome, eval_seed(self.cfg.seed, ind.id), epochs, rung) for ind in todo]
+            for repeat in _repeats(self.cfg.search.repeats):
+                replayed = self.replay.pop((ind.id, rung, repeat), None)
+                if replayed is not None:
+                    self._finish(ind, replayed, write=False)
+                else:
+                    todo.append((ind, repeat))
+        tasks = [Task(ind.id, ind.genome, eval_seed(self.cfg.seed, ind.id, repeat), epochs, rung)
+                 for ind, repeat in todo]
+        if self.progress is not None:
+            self.backend.on_steps = lambda steps: self.progress.steps_done(
+                self, {todo[i][0].id: done for i, done in steps.items()})
         for i, result in self.backend.map(self.evaluator, tasks):
-            self._finish(todo[i], _record(todo[i], result, rung), write=True)
+            ind, repeat = todo[i]
+            self._finish(ind, _record(ind, result, rung, repeat=repeat), write=True)
+        for ind in individuals:  # its result: the rung's trainings combined
+            ind.result = self.history.final(ind.id).result
 
     def _serve(self, ind: Individual) -> None:
         """A network evaluated before: reuse its result, and record that we did."""
-        record = self.replay.pop((ind.id, 0), None)
+        record = self.replay.pop((ind.id, 0, None), None)
         if record is None:
             original = self.history.by_key(ind.key)
             result = dataclasses.replace(original.result, wall_time=0.0, images_per_s=None)
@@ -248,7 +324,7 @@ class Job:
 
     # -- after each generation -----------------------------------------------------------
     def checkpoint(self, state: State) -> None:
-        self.generation = state.generation
+        self.generation, self.state = state.generation, state
         snapshot = {"generation": state.generation, "next_id": self.search.archive.next_id,
                     "population": [ind.id for ind in state.population], "rng": state_to_json(self.search.rng),
                     "python_rng": state_to_json(random)}
@@ -261,6 +337,9 @@ class Job:
             write_csv(history_frame(self.history), self.run.history_file)
         if self.progress is not None:
             self.progress.generation_done(self, state)
+        results, self.generation_results = self.generation_results, []
+        if results and not any(r.ok for r in results):
+            raise SearchFailed(_all_failed(state.generation, results, self.run.path))
 
     def progress_fraction(self, state: State | None = None) -> float:
         return self.search.termination.progress(state, self.search.archive)
@@ -281,16 +360,29 @@ def _restored_archive(space: SearchSpace, next_id: int, history: History) -> Arc
     return archive
 
 
-def _better_half(individuals: list[Individual], objectives) -> list[Individual]:
+def _all_failed(generation: int, results: list, path: Path) -> str:
+    reasons = collections.Counter(r.error or str(r.status) for r in results)
+    reason, count = reasons.most_common(1)[0]
+    return (f"no evaluation of generation {generation} succeeded ({len(results)} tried); the most common "
+            f"reason ({count} of {len(results)}): {reason}; the run is on disk: fix the cause, then "
+            f"`evonas resume {path}`")
+
+
+def _better_half(individuals: list[Individual], objectives, noise: float) -> list[Individual]:
     """Successive halving: the better half by Pareto rank (then crowding) goes on training."""
     ok = [ind for ind in individuals if ind.ok]
-    keep = pareto.select_nsga2(algorithms.vectors(ok, objectives), math.ceil(len(individuals) / 2))
+    keep = pareto.select_nsga2(algorithms.vectors(ok, objectives, noise), math.ceil(len(individuals) / 2))
     return [ok[i] for i in sorted(keep)]
 
 
-def _record(ind: Individual, result, rung: int = 0, cache_of: int | None = None) -> Record:
+def _record(ind: Individual, result, rung: int = 0, cache_of: int | None = None, repeat: int | None = None) -> Record:
     return Record(ind.id, ind.generation, ind.genome, ind.key, result, rung, ind.parents, ind.operator,
-                  cache_of=cache_of, finished=_now())
+                  cache_of=cache_of, finished=_now(), repeat=repeat)
+
+
+def _repeats(count: int) -> list[int | None]:
+    """The `repeat` of each training of a candidate: None alone, 0..R-1 for R > 1."""
+    return [None] if count == 1 else list(range(count))
 
 
 def _now() -> str:

@@ -13,6 +13,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from evo_nas.config import SearchConfig, StopConfig
 from evo_nas.genome import Genome
@@ -135,6 +136,7 @@ class Search:
     termination: Termination
     seeds: list[Genome] = field(default_factory=list)
     callbacks: list[Callable[[State], None]] = field(default_factory=list)
+    toolbox: Any = None  # the DEAP toolbox (mate, mutate, select); algorithms.toolbox makes it on first use
 
     def new(self, genome: Genome, parents: tuple[int, ...], operator: str, generation: int) -> Individual:
         return self.archive.new(genome, parents, operator, generation)

@@ -4,15 +4,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
 import yaml
 
 from evo_nas.errors import RunDirError
-from evo_nas.files import atomic_write
+from evo_nas.files import atomic_write, fsync_dir
 from evo_nas.records import History, Record
 
 FORMAT = 1
@@ -30,25 +33,64 @@ class RunDir:
     snapshot_dir = property(lambda self: self.path / "snapshots")
     history_file = property(lambda self: self.path / "history.csv")
 
+    lock_file = property(lambda self: self.path / ".lock")
+
     @classmethod
     def create(cls, path: str | os.PathLike, config: dict, meta: dict) -> RunDir:
-        """A new run directory; refuses to touch one that exists and is not empty."""
-        run = cls(path)
-        cls.refuse_existing(run.path)
+        """A new run directory, complete or not at all: it is written under a temporary name and
+        renamed into place, so a kill half-way leaves no dead end. Refuses an existing one."""
+        final = Path(path)
+        cls.refuse_existing(final)
+        tmp = cls(final.with_name(f".{final.name}.tmp-{os.getpid()}"))
         try:
-            run.snapshot_dir.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp.path, ignore_errors=True)
+            tmp.snapshot_dir.mkdir(parents=True)
+            atomic_write(tmp.config_file, yaml.safe_dump(config, sort_keys=False))
+            atomic_write(tmp.meta_file, json.dumps({"format": FORMAT, **meta}, indent=2) + "\n")
+            atomic_write(tmp.journal_file, "")
+            os.rename(tmp.path, final)
         except OSError as err:
-            raise RunDirError(f"{run.path}: cannot create run directory ({err.strerror})") from None
-        atomic_write(run.config_file, yaml.safe_dump(config, sort_keys=False))
-        atomic_write(run.meta_file, json.dumps({"format": FORMAT, **meta}, indent=2) + "\n")
-        run.journal_file.touch()
-        return run
+            shutil.rmtree(tmp.path, ignore_errors=True)
+            if final.exists():
+                cls.refuse_existing(final)
+            raise RunDirError(f"{final}: cannot create the run directory ({err.strerror or err})") from None
+        fsync_dir(final.parent)
+        return cls(final)
 
     @staticmethod
     def refuse_existing(path: Path) -> None:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise RunDirError(f"{path}: already exists; continue it with `evonas resume {path}` "
                               f"or choose another --name")
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the run's exclusive lock while the block runs: one process at a time appends to a
+        run (an advisory fcntl lock, as SQLite's; the kernel drops it when its holder dies, so a
+        killed run never blocks its resume). Another holder: RunDirError naming its pid."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise RunDirError(f"{self.path}: cannot write to the run directory ({err.strerror})") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise RunDirError(f"{self.path}: in use by another evonas process (pid {holder}); wait for it "
+                                  f"to finish or stop it, then resume") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
+    def check_writable(self) -> None:
+        """Fail before any training when a result could not be written."""
+        for target in (self.path, self.journal_file, self.snapshot_dir, self.config_file):
+            if target.exists() and not os.access(target, os.W_OK):
+                raise RunDirError(f"{target}: not writable; a resumed run must append to its journal and "
+                                  f"snapshots (check the permissions of {self.path})")
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> RunDir:
@@ -77,8 +119,10 @@ class RunDir:
     def config(self) -> dict:
         try:
             data = yaml.safe_load(self.config_file.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise RunDirError(f"{self.config_file}: unreadable ({err})") from None
+        except OSError as err:
+            raise RunDirError(f"{self.config_file}: unreadable ({err.strerror})") from None
+        except yaml.YAMLError as err:
+            raise RunDirError(f"{self.config_file}: {yaml_error(err)}") from None
         if not isinstance(data, dict):
             raise RunDirError(f"{self.config_file}: unreadable (not a mapping)")
         return data
@@ -94,8 +138,20 @@ class RunDir:
             os.fsync(f.fileno())
 
     def history(self, repair: bool = False) -> History:
-        """The journal as typed records, replayed once; a damaged line is an error naming it."""
-        return History(Record.from_json(d, f"{self.journal_file}: line {n}") for n, d in self._lines(repair))
+        """The journal as typed records, replayed once; a damaged line is an error naming it. A
+        line repeating an evaluation already read (same id, rung and repeat) is left out with a
+        warning: the first one counts."""
+        records, seen = [], {}
+        for n, d in self._lines(repair):
+            record = Record.from_json(d, f"{self.journal_file}: line {n}")
+            slot = (record.id, record.rung, record.repeat)
+            if slot in seen:
+                warnings.warn(f"{self.journal_file}: line {n} repeats evaluation {record.id} (rung {record.rung}) "
+                              f"of line {seen[slot]}; keeping line {seen[slot]}", stacklevel=2)
+                continue
+            seen[slot] = n
+            records.append(record)
+        return History(records)
 
     def journal(self, repair: bool = False) -> list[dict]:
         """Every line as a plain dict, in the order written (see _lines)."""
@@ -116,7 +172,7 @@ class RunDir:
                 record = json.loads(line)
                 if not isinstance(record, dict) or "id" not in record:
                     raise ValueError("not an evaluation record")
-            except ValueError:
+            except (ValueError, RecursionError):
                 if number == len(lines) and not text.endswith("\n"):
                     warnings.warn(f"{self.journal_file}: ignoring a truncated last line (the run was "
                                   f"killed while writing it); that evaluation will run again", stacklevel=2)
@@ -136,32 +192,63 @@ class RunDir:
 
     # -- snapshots --------------------------------------------------------------------
     def save_snapshot(self, generation: int, snapshot: dict) -> None:
+        self.snapshot_dir.mkdir(exist_ok=True)  # a deleted snapshots/ folder comes back
         path = self.snapshot_dir / f"gen-{generation:05d}.json"
         atomic_write(path, json.dumps(snapshot, sort_keys=True) + "\n")
         for old in self._snapshots()[:-KEEP_SNAPSHOTS]:
             old.unlink(missing_ok=True)
 
     def snapshots(self) -> list[dict]:
-        """Every snapshot that reads back, newest first; damaged ones are skipped with a warning."""
+        """Every snapshot that reads back whole, newest first; a damaged one (unreadable, or a
+        field missing or of the wrong type) is skipped with a warning, so an older one or the
+        journal alone takes its place."""
         out = []
         for path in reversed(self._snapshots()):
             try:
                 snapshot = json.loads(path.read_text())
-                if isinstance(snapshot, dict) and "generation" in snapshot:
-                    out.append(snapshot)
-                    continue
-            except (OSError, ValueError):
-                pass
-            warnings.warn(f"{path}: damaged snapshot, falling back to the previous one", stacklevel=2)
+                problem = _snapshot_problem(snapshot)
+            except (OSError, ValueError) as err:
+                problem = f"unreadable ({type(err).__name__})"
+            if problem is None:
+                out.append(snapshot)
+            else:
+                warnings.warn(f"{path}: damaged snapshot ({problem}), falling back to the previous one",
+                              stacklevel=2)
         return out
 
     def _snapshots(self) -> list[Path]:
         return sorted(self.snapshot_dir.glob("gen-*.json"))
 
 
+def _snapshot_problem(snapshot: object) -> str | None:
+    """What is wrong with a snapshot's content, or None."""
+    if not isinstance(snapshot, dict):
+        return "not a JSON object"
+    for name in ("generation", "next_id"):
+        if not isinstance(snapshot.get(name), int) or isinstance(snapshot.get(name), bool) or snapshot[name] < 0:
+            return f"{name} is not a count"
+    population = snapshot.get("population")
+    if not isinstance(population, list) or not all(isinstance(i, int) and 0 <= i < snapshot["next_id"]
+                                                   for i in population):
+        return "population is not a list of ids"
+    for name in ("rng", "python_rng"):
+        state = snapshot.get(name)
+        if not (isinstance(state, list) and len(state) == 3 and isinstance(state[1], list) and len(state[1]) == 625):
+            return f"{name} is not a random state"
+    return None
+
+
+def yaml_error(err: Exception) -> str:
+    """A YAML error as one line: where (line, column) and what."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+    what = getattr(err, "problem", None) or " ".join(str(err).split())
+    return f"not valid YAML ({where}: {what})"
+
+
 # -- tables (pandas), derived from the journal -------------------------------------------
 
-HISTORY_COLUMNS = ["id", "rung", "generation", "operator", "parents", "status", "accuracy", "macs", "params",
+HISTORY_COLUMNS = ["id", "rung", "repeat", "generation", "operator", "parents", "status", "accuracy", "macs", "params",
                    "train_loss", "epochs", "wall_time", "device", "path", "cache_of", "error", "key", "genome"]
 
 
@@ -170,7 +257,7 @@ def history_frame(history: History):
     import pandas as pd
 
     rows = []
-    for r in sorted(history.records, key=lambda r: (r.id, r.rung)):
+    for r in sorted(history.records, key=lambda r: (r.id, r.rung, r.repeat or 0)):
         data = r.to_json()
         row = {c: data.get(c) for c in HISTORY_COLUMNS}
         row["parents"] = " ".join(str(p) for p in r.parents)

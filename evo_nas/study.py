@@ -23,6 +23,7 @@ from evo_nas.errors import ConfigError
 from evo_nas.files import atomic_write
 from evo_nas.search import Archive, Individual, Search, Termination, lookup_evaluator
 from evo_nas.spaces.nb201 import NB201Genome, NB201Space, nb201_key
+from evo_nas.variation import OPERATOR_SETS
 
 HV_PARAMS_MARGIN = 1.1  # HV reference: 10% above the largest network, so it too adds volume
 HV_OBJECTIVES = ("accuracy", "params")
@@ -55,6 +56,8 @@ class StudyConfig:
     budget: int = 150  # distinct networks evaluated per search
     out: str | Path | None = "runs/study"  # where the CSV and HTML go; None: write nothing
     first_seed: int = 0
+    operators: str = SearchConfig.operators  # the variation operator set of every algorithm (variation.py)
+    noise: float = 0.0  # aging's and NSGA-II's selection noise level (SearchConfig.noise); random has none
 
 
 @dataclass
@@ -118,8 +121,9 @@ def table_search(dataset: str, settings: SearchConfig, seed: int, budget: int) -
     return search, evaluated
 
 
-def run_one(algorithm: str, dataset: str, seed: int, budget: int) -> Run:
-    s = SETTINGS[algorithm]
+def run_one(algorithm: str, dataset: str, seed: int, budget: int, operators: str = SearchConfig.operators,
+            noise: float = 0.0) -> Run:
+    s = dataclasses.replace(SETTINGS[algorithm], operators=operators, noise=noise)
     if s.population > budget:  # the initial population alone must fit the budget
         s = dataclasses.replace(s, population=budget, sample=min(s.sample, budget))
     search, evaluated = table_search(dataset, s, seed, budget)
@@ -138,6 +142,10 @@ def check(cfg: StudyConfig) -> None:
         raise ConfigError(f"algorithms: choose from {', '.join(SETTINGS)}; got {', '.join(cfg.algorithms) or 'none'}")
     if len(set(cfg.algorithms)) != len(cfg.algorithms):
         raise ConfigError(f"algorithms: each at most once, got {', '.join(cfg.algorithms)}")
+    if cfg.operators not in OPERATOR_SETS:
+        raise ConfigError(f"operators: must be one of {', '.join(OPERATOR_SETS)}, got {cfg.operators!r}")
+    if not 0 <= cfg.noise < 1:
+        raise ConfigError(f"noise: must be at least 0 and below 1 (a fraction of accuracy), got {cfg.noise}")
     if cfg.seeds < 1 or cfg.budget < 1:
         raise ConfigError(f"seeds and budget must be at least 1, got {cfg.seeds} and {cfg.budget}")
     if cfg.out is not None and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
@@ -148,7 +156,7 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     check(cfg)
     start = time.perf_counter()
     seeds = range(cfg.first_seed, cfg.first_seed + cfg.seeds)
-    runs = [run_one(a, cfg.dataset, s, cfg.budget) for a in cfg.algorithms for s in seeds]
+    runs = [run_one(a, cfg.dataset, s, cfg.budget, cfg.operators, cfg.noise) for a in cfg.algorithms for s in seeds]
     result = summarise(cfg, runs, time.perf_counter() - start)
     if cfg.out is not None:
         result.files = write(result, Path(cfg.out))
@@ -217,32 +225,42 @@ CSV_FIELDS = ("algorithm", "seed", "evaluations", "individuals", "index", "arch"
               "hypervolume", "hv_gap", "evals_to_match")
 
 
+def algorithm_table(result: StudyResult) -> list[dict]:
+    """Per algorithm, over its seeds: the returned network's test accuracy (mean, sd, min, max),
+    the hypervolume (mean, sd, gap of the mean to the space's), and the evaluations its mean
+    curve needs to match random search's final mean (None: not within the budget, or random
+    not run), with how many seeds reach that on their own."""
+    table = []
+    for a in result.config.algorithms:
+        rows = [r for r in result.rows if r["algorithm"] == a]
+        tests, hvs = [r["test200"] for r in rows], [r["hypervolume"] for r in rows]
+        hv = statistics.fmean(hvs)
+        table.append({"algorithm": a, "seeds": len(rows), "test_mean": statistics.fmean(tests),
+                      "test_sd": statistics.stdev(tests) if len(tests) > 1 else 0.0, "test_min": min(tests),
+                      "test_max": max(tests), "hv_mean": hv, "hv_sd": statistics.stdev(hvs) if len(hvs) > 1 else 0.0,
+                      "hv_gap": result.space_hv - hv,
+                      "evals_to_match": evaluations_to_match(result.curves[a]["test"], result.target),
+                      "seeds_matching": sum(1 for r in rows if r["evals_to_match"] is not None)})
+    return table
+
+
 def summary_lines(result: StudyResult) -> list[str]:
     """One line per algorithm, starting with its name."""
-    cfg, width = result.config, max(len(a) for a in result.config.algorithms)
-    lines = []
-    for a in cfg.algorithms:
-        rows = [r for r in result.rows if r["algorithm"] == a]
-        tests = [r["test200"] for r in rows]
-        std = statistics.stdev(tests) if len(tests) > 1 else 0.0
-        hv = statistics.fmean(r["hypervolume"] for r in rows)
-        lines.append(f"{a:<{width}}  test {statistics.fmean(tests):.2f} ± {std:.2f}  "
-                     f"hv {hv:.4f} (gap {result.space_hv - hv:.4f})  {_match_text(result, a)}")
-    return lines
+    width = max(len(a) for a in result.config.algorithms)
+    return [f"{t['algorithm']:<{width}}  test {t['test_mean']:.2f} ± {t['test_sd']:.2f}  "
+            f"hv {t['hv_mean']:.4f} (gap {t['hv_gap']:.4f})  {_match_text(result, t)}" for t in algorithm_table(result)]
 
 
-def _match_text(result: StudyResult, algorithm: str) -> str:
+def _match_text(result: StudyResult, t: dict) -> str:
     if result.target is None:
         return "to match random: n/a (random not run)"
-    k = evaluations_to_match(result.curves[algorithm]["test"], result.target)
-    reached = sum(1 for r in result.rows if r["algorithm"] == algorithm and r["evals_to_match"] is not None)
-    n = result.config.seeds
+    k, n = t["evals_to_match"], result.config.seeds
     when = f"{k} evaluations" if k is not None else f"not within {result.config.budget}"
-    return f"matches random's {result.target:.2f} after {when} (seeds reaching it: {reached}/{n})"
+    return f"matches random's {result.target:.2f} after {when} (seeds reaching it: {t['seeds_matching']}/{n})"
 
 
 def write(result: StudyResult, out: Path) -> dict[str, Path]:
-    from evo_nas.report.study_page import figure
+    from evo_nas.report.study_page import render
 
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{result.config.space}-{result.config.dataset}"
@@ -252,6 +270,5 @@ def write(result: StudyResult, out: Path) -> dict[str, Path]:
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in result.rows)
     atomic_write(files["csv"], buf.getvalue())
-    # Self-contained (plotly.js inline, as the run report): the page opens offline.
-    atomic_write(files["html"], figure(result).to_html(include_plotlyjs=True, full_html=True))
+    atomic_write(files["html"], render(result))  # self-contained, as the run report: it opens offline
     return files

@@ -1,16 +1,19 @@
 """The algorithms on a cheap in-memory problem: NSGA-II against DEAP, aging, dedup, operators."""
 
+import dataclasses
 import random
 
+import pytest
 from deap import base, creator, tools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evo_nas import pareto
-from evo_nas.algorithms import ALGORITHMS
+from evo_nas.algorithms import ALGORITHMS, fittest
 from evo_nas.config import SearchConfig, StopConfig
+from evo_nas.errors import ConfigError
 from evo_nas.records import Result, Status
-from evo_nas.search import Archive, Search, State, Termination, lookup_evaluator
+from evo_nas.search import Archive, Individual, Search, State, Termination, lookup_evaluator
 from evo_nas.spaces.cells import CellSpace
 from evo_nas.spaces.hparams import HParamSpace
 from evo_nas.spaces.layers import LayerSpace
@@ -116,7 +119,8 @@ def test_nsga2_matches_a_deap_reference_run():
     def mean_hv(algorithm, seeds=range(30)):
         values = []
         for seed in seeds:
-            settings = SearchConfig(algorithm, population=12, objectives=("accuracy", "macs", "params"))
+            settings = SearchConfig(algorithm, population=12, objectives=("accuracy", "macs", "params"),
+                                    operators="semantic")
             search = toy_search(seed, settings, budget=96)
             ALGORITHMS[algorithm](search)
             values.append(front_hypervolume([pareto.vector(r, search.settings.objectives) for r in search.evaluated]))
@@ -192,3 +196,33 @@ def test_every_child_of_random_operator_sequences_builds(space_index, seed, step
     out = model(torch.randn(2, 1, 16, 16))
     out.sum().backward()
     assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def scored(i: int, accuracy: float, macs: float) -> Individual:
+    return Individual(i, None, str(i), 0, result=Result(Status.OK, accuracy=accuracy, macs=macs, params=macs))
+
+
+def test_with_a_noise_level_near_ties_in_accuracy_go_to_the_cheaper_candidate():
+    sample = [scored(0, 0.800, 100), scored(1, 0.795, 50), scored(2, 0.700, 10)]
+    exact = SearchConfig("aging", population=4, sample=3)
+    assert fittest(sample, exact).id == 0
+    assert fittest(sample, dataclasses.replace(exact, noise=0.01)).id == 1  # 0.5 points apart: a tie, half the MACs
+    assert fittest(sample, dataclasses.replace(exact, noise=0.2)).id == 2
+    over = SearchConfig("aging", population=4, sample=3, max_macs=40, noise=0.2)  # all infeasible but one
+    assert fittest(sample, over).id == 2
+
+
+def test_nsga2_counts_accuracy_in_boxes_of_the_noise_level():
+    a, b = Result(Status.OK, accuracy=0.759, macs=100, params=1), Result(Status.OK, accuracy=0.751, macs=50, params=1)
+    exact = [pareto.vector(r, ("accuracy", "macs")) for r in (a, b)]
+    assert pareto.nondominated_fronts(exact) == [[0, 1]]  # a trade-off
+    boxed = [pareto.vector(r, ("accuracy", "macs"), noise=0.01) for r in (a, b)]
+    assert boxed[0][0] == boxed[1][0] and pareto.nondominated_fronts(boxed) == [[1], [0]]  # one box: b is cheaper
+    assert pareto.vector(Result(Status.OK, accuracy=0.76, macs=1, params=1), ("accuracy",), noise=0.01)[0] \
+        == pytest.approx(0.24)  # a box edge belongs to the box above
+
+
+@pytest.mark.parametrize("noise", [-0.1, 1.0])
+def test_a_noise_level_outside_0_to_1_is_an_error(noise):
+    with pytest.raises(ConfigError, match="noise: must be at least 0 and below 1"):
+        SearchConfig(noise=noise)

@@ -71,10 +71,16 @@ def test_open_checks_the_format(tmp_path):
         RunDir.open(run.path)
 
 
+def snapshot(generation: int) -> dict:
+    state = [3, [0] * 625, None]
+    return {"generation": generation, "next_id": 4 * generation + 4, "population": [0, 1], "rng": state,
+            "python_rng": state}
+
+
 def test_snapshots_fall_back_to_the_previous_one(tmp_path):
     run = make(tmp_path)
     for g in range(5):
-        run.save_snapshot(g, {"generation": g})
+        run.save_snapshot(g, snapshot(g))
     assert len(list(run.snapshot_dir.glob("gen-*.json"))) == 3
     assert run.snapshots()[0]["generation"] == 4
     (run.snapshot_dir / "gen-00004.json").write_text('{"generation": 4, "po')

@@ -1,6 +1,9 @@
 """The NAS-Bench-201 study: budget and dedup bookkeeping, traces, determinism, files, CLI."""
 
 import csv
+import json
+import re
+import statistics
 import subprocess
 import sys
 
@@ -148,3 +151,34 @@ def test_state_is_what_the_algorithms_return():
     search, _ = table_search("imagenet16-120", study.SETTINGS["nsga2"], seed=1, budget=40)
     state = study.ALGORITHMS["nsga2"](search)
     assert isinstance(state, State) and all(ind.ok for ind in state.population)
+
+
+def test_the_results_table_is_the_rows_summarised(small):
+    _, result = small
+    table = study.algorithm_table(result)
+    assert [t["algorithm"] for t in table] == list(ALGORITHMS)
+    for t in table:
+        rows = [r for r in result.rows if r["algorithm"] == t["algorithm"]]
+        tests = [r["test200"] for r in rows]
+        assert t["seeds"] == 4 and t["test_mean"] == pytest.approx(sum(tests) / 4)
+        assert t["test_sd"] == pytest.approx(statistics.stdev(tests))
+        assert (t["test_min"], t["test_max"]) == (min(tests), max(tests))
+        assert t["hv_gap"] == pytest.approx(result.space_hv - statistics.fmean(r["hypervolume"] for r in rows))
+        assert t["evals_to_match"] == study.evaluations_to_match(result.curves[t["algorithm"]]["test"], result.target)
+        assert t["seeds_matching"] == sum(r["evals_to_match"] is not None for r in rows)
+        line = next(x for x in summary_lines(result) if x.startswith(t["algorithm"]))
+        assert f"test {t['test_mean']:.2f} ± {t['test_sd']:.2f}" in line and f"hv {t['hv_mean']:.4f}" in line
+
+
+def test_the_study_page_has_the_table_the_hypervolume_and_labelled_bands(small):
+    _, result = small
+    page = result.files["html"].read_text()
+    table = re.search(r"<table id='results'>.*?</table>", page, re.S).group(0)
+    assert table.count("<tr>") == 1 + len(ALGORITHMS)
+    for t in study.algorithm_table(result):
+        assert f"<td>{t['algorithm']}</td>" in table and f"{t['test_mean']:.2f} ± {t['test_sd']:.2f}" in table
+        assert f"{t['hv_mean']:.4f} ± {t['hv_sd']:.4f}" in table
+        assert json.dumps(f"{t['algorithm']}: ±1 sd over 4 seeds") in page  # the band's legend entry
+    assert json.dumps(f"all 15,625 cells: {result.space_hv:.4f}") in page
+    assert "Hypervolume of (validation error, params)" in page
+    assert page.count("Plotly.newPlot") == 2 and "<meta name='generator' content='evonas report'>" in page
