@@ -1,7 +1,6 @@
-"""What a run shows while it works: a rich progress line on a terminal, plain lines elsewhere.
-
-Generation, evaluations, cache hits, best accuracy, front size, elapsed time and ETA. The
-display only reads the run's state (a runner.Job); it never changes it.
+"""What a run shows while it works: a rich progress bar on a terminal, a plain line per evaluation
+elsewhere: generation, evaluations, cache hits, best accuracy, front size, elapsed time and an ETA
+from the evaluations so far. The display only reads the run's state (a runner.Job).
 """
 
 from __future__ import annotations
@@ -9,6 +8,8 @@ from __future__ import annotations
 import time
 
 from evo_nas.records import History, Status
+
+STEPS_LINE_EVERY = 30.0  # seconds between plain "training #id step/steps" lines (not a terminal)
 
 
 class Progress:
@@ -20,11 +21,14 @@ class Progress:
         self._bar = None
         self._started = time.monotonic()
         self._front = 0  # front size, recomputed once per generation (sorting is not free)
+        self._steps: dict[int, tuple[int, int]] = {}  # candidate id -> (steps done, steps), in flight
+        self._told = 0.0  # when a plain line last told the steps
 
     # -- hooks called by the runner ------------------------------------------------------
     def start(self, job) -> None:
-        self._started = time.monotonic()
-        self._done_at_start = job.progress_fraction(job.state) if job.state is not None else 0.0
+        self._started = self._told = time.monotonic()
+        self._done_at_start = self._fraction(job)
+        self._front = len(job.history.front(job.cfg.search.objectives))
         cfg = job.cfg
         self.console.print(f"[bold]evonas[/] {cfg.search.algorithm} on {cfg.space.space} / {cfg.data.dataset}"
                            f" ({cfg.device}) -> {job.run.path}")
@@ -37,19 +41,38 @@ class Progress:
             self._task = self._bar.add_task(self._line(job), total=1.0, completed=self._done_at_start)
             self._bar.start()
 
-    def evaluation_done(self, job, record) -> None:
+    def steps_done(self, job, steps: dict[int, tuple[int, int]]) -> None:
+        """How far the candidates in flight are: {candidate id: (steps done, steps)}."""
+        self._steps = dict(steps)
         if self._bar is not None:
-            self._bar.update(self._task, description=self._line(job))
+            self._bar.update(self._task, description=self._line(job), completed=self._fraction(job))
+        elif time.monotonic() - self._told >= STEPS_LINE_EVERY:
+            self._told = time.monotonic()
+            self.console.print(f"  training {_in_flight(self._steps)}", soft_wrap=True)
 
-    def generation_done(self, job, state) -> None:
+    def evaluation_done(self, job, record) -> None:
         self._front = len(job.history.front(job.cfg.search.objectives))
-        fraction = job.progress_fraction(state)
+        self._steps.pop(record.id, None)
+        self._told = time.monotonic()
+        fraction = self._fraction(job)
         if self._bar is not None:
             self._bar.update(self._task, description=self._line(job), completed=fraction)
         else:
             elapsed = time.monotonic() - self._started
             self.console.print(f"{self._line(job)}  elapsed {_clock(elapsed)}  ETA {_clock(self._eta(fraction))}",
                                soft_wrap=True)
+
+    def generation_done(self, job, state) -> None:
+        self._front = len(job.history.front(job.cfg.search.objectives))
+        if self._bar is not None:
+            self._bar.update(self._task, description=self._line(job), completed=self._fraction(job))
+
+    def _fraction(self, job) -> float:
+        """The share of the planned work done: generations or budget, or evaluations against the
+        plan, counting the steps of the candidates in flight (so it moves within a candidate)."""
+        partial = sum(done / max(total, 1) for done, total in self._steps.values())
+        evaluations = (job.history.trained() + partial) / max(job.planned, 1)
+        return min(1.0, max(job.progress_fraction(job.state), evaluations))
 
     def stop(self) -> None:
         if self._bar is not None:
@@ -60,14 +83,21 @@ class Progress:
     def _line(self, job) -> str:
         s = summary(job.history)
         best = f"{s['best_accuracy']:.4f}" if s["best_accuracy"] is not None else "-"
-        return (f"gen {job.generation}  evals {job.search.archive.evaluated}  cache hits {job.history.cache_hits()}  "
+        generation = max((r.generation for r in job.history.records), default=0)
+        line = (f"gen {generation}  evals {job.history.trained()}  cache hits {job.history.cache_hits()}  "
                 f"failed {s['failed']}  best acc {best}  front {self._front}")
+        return f"{line}  training {_in_flight(self._steps)}" if self._steps else line
 
     def _eta(self, fraction: float) -> float:
         gained = fraction - self._done_at_start
         if gained <= 0:
             return float("nan")
         return (time.monotonic() - self._started) * (1 - fraction) / gained
+
+
+def _in_flight(steps: dict[int, tuple[int, int]]) -> str:
+    """'#12 40/75, #13 12/75': each candidate in flight and its steps."""
+    return ", ".join(f"#{cid} {done}/{total}" for cid, (done, total) in sorted(steps.items()))
 
 
 def summary(history: History) -> dict:

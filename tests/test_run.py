@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from evo_nas import runner
 from evo_nas.cli import cli, main
 from evo_nas.records import TIMING_FIELDS
 from evo_nas.store import RunDir
+from tests.waiting import HANG, wait_for_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 # NB201 cells at C=4, one cell per stage, 96 training images: ~0.3 s an evaluation on 2 cores.
@@ -34,7 +34,7 @@ def journal(path) -> list[dict]:
 
 def evonas(*args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "evo_nas", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+                          env={**os.environ, **(env or {})}, timeout=HANG)
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +79,7 @@ def test_sigkill_mid_generation_then_resume_equals_uninterrupted(reference, tmp_
                              "--name", "killed", "--generations", "3"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal_file = tmp_path / "killed" / "journal.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # kill inside generation 2: after 10 of 16 evaluations
-        if journal_file.exists() and len(journal_file.read_text().splitlines()) >= 10:
-            break
-        time.sleep(0.05)
+    wait_for_lines(journal_file, 10, proc)  # kill inside generation 2: after 10 of 16 evaluations
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len(journal_file.read_text().splitlines())
@@ -140,11 +136,13 @@ def test_failures_are_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     assert len(records) == 8 and sum(r["status"] == "ok" for r in records) == 7
 
 
-def test_nan_loss_is_a_failed_evaluation(tmp_path):
-    assert main(["run", *TINY, "--runs-dir", str(tmp_path), "--name", "nan", "--generations", "0",
-                 "--lr", "1e12"]) == 0
+def test_nan_loss_is_a_failed_evaluation_and_a_generation_of_failures_stops_the_run(tmp_path, capsys):
+    assert main(["run", *TINY, "--runs-dir", str(tmp_path), "--name", "nan", "--generations", "2",
+                 "--lr", "1e12"]) == 2
     records = RunDir(tmp_path / "nan").journal()
-    assert records and all(r["status"] == "failed" and "nan" in r["error"].lower() for r in records)
+    assert len(records) == 4 and all(r["status"] == "failed" and "nan" in r["error"].lower() for r in records)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no evaluation of generation 0 succeeded (4 tried); the most common reason" in err and "nan/inf" in err
 
 
 def test_config_file_then_flags(tmp_path):
@@ -212,13 +210,9 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes_to_the_same_journal(reference,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     journal_file = tmp_path / "interrupted" / "journal.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if journal_file.exists() and len(journal_file.read_text().splitlines()) >= 6:
-            break
-        time.sleep(0.05)
+    wait_for_lines(journal_file, 6, proc)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=HANG)
     assert proc.returncode == 130
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("evonas: stopped;") and f"evonas resume {tmp_path / 'interrupted'}" in last
