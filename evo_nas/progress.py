@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+from evo_nas import config as configs
+from evo_nas import noise
 from evo_nas.records import History, Status
 
 STEPS_LINE_EVERY = 30.0  # seconds between plain "training #id step/steps" lines (not a terminal)
@@ -32,6 +34,7 @@ class Progress:
         cfg = job.cfg
         self.console.print(f"[bold]evonas[/] {cfg.search.algorithm} on {cfg.space.space} / {cfg.data.dataset}"
                            f" ({cfg.device}) -> {job.run.path}")
+        self.console.print(f"  {noise_line(cfg)}", soft_wrap=True, highlight=False)
         if self.live:
             from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as Bar
@@ -113,3 +116,9 @@ def _clock(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
         f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def noise_line(cfg) -> str:
+    """What the proxy's accuracy differences mean, where evonas has measured it (noise.py)."""
+    known = noise.known(configs.flat(cfg), cfg.run.runs_dir)
+    return known.sentence(cfg.search.repeats) if known else noise.UNKNOWN

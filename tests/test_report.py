@@ -32,7 +32,7 @@ import pytest
 from click.testing import CliRunner
 from pymoo.indicators.hv import HV
 
-from evo_nas import pareto, report
+from evo_nas import noise, pareto, report
 from evo_nas.cli import cli, main
 from evo_nas.genome import HParams
 from evo_nas.genome_io import load_genome, loads
@@ -505,6 +505,17 @@ def test_header_says_how_candidates_were_trained_how_long_and_with_what(history)
                  "29.0 s of training; 11.0 s from start to the last evaluation",
                  "evonas 0.1.0, torch 2.13.0+cpu, python 3.11.7", "NAS-Bench-201"):
         assert html.escape(part) in header, part
+    assert f"<dt>noise</dt><dd>{html.escape(noise.UNKNOWN)}</dd>" in header  # nobody measured this proxy
+
+
+def test_the_header_states_the_measured_noise_of_the_default_cpu_proxy(tmp_path):
+    from evo_nas import config as configs
+
+    default = configs.flat(configs.from_mapping({}, data_shape=((1, 28, 28), 10)))
+    run = make_run(tmp_path / "default", history_records()[:3], space="cells", **{
+        k: v for k, v in default.items() if k not in ("space", "objectives", "hparams", "fidelity", "sha_rungs")})
+    header = re.search(r"<dl class='facts'>(.*?)</dl>", report.render_html(report.report_data(run)), re.S).group(1)
+    assert "points are noise at this proxy (seed vs seed tau +0.59" in header
 
 
 def test_the_title_is_the_runs_name(tmp_path):

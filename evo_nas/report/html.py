@@ -9,10 +9,11 @@ import html
 import time
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import plotly.io as pio
 
-from evo_nas import spaces
+from evo_nas import noise, spaces
 from evo_nas.genome_io import dumps
 from evo_nas.records import Record, Status
 from evo_nas.report import drawing
@@ -81,6 +82,15 @@ def proxy_text(config: dict) -> str:
     if c.get("fidelity") == "sha":
         parts.append(f"successive halving, {c.get('sha_rungs')} rungs")
     return " · ".join(p for p in parts if p)
+
+
+def noise_text(data: ReportData) -> str:
+    """The proxy's measured noise (noise.py): the runs folder's `evonas fidelity` or the shipped tables."""
+    try:
+        known = noise.known(data.config, Path(data.path).parent)
+    except (TypeError, ValueError, KeyError):  # a run of an older evonas: settings it did not have
+        known = None
+    return known.sentence(data.config.get("repeats") or 1) if known else noise.UNKNOWN
 
 
 def _images(limit) -> str:
@@ -279,6 +289,7 @@ def _header(data: ReportData) -> str:
         "search": f"{c.get('algorithm')} on {c.get('space')} / {c.get('dataset')} ({c.get('device')})",
         "objectives": ", ".join(data.objectives),
         "proxy training": proxy_text(c),
+        "noise": noise_text(data),
         "fitness": entry.fitness if entry else "validation accuracy",
         "evaluations": f"{len(evals)}: {len(ok)} ok, {failed} failed, {infeasible} infeasible",
         "cache hits": f"{data.cache_hits} (networks met again; not counted as evaluations)",

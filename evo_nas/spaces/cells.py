@@ -304,8 +304,11 @@ ENTRY = SpaceEntry(
     fitness="validation accuracy of DARTS' CIFAR network built from the two cells, after the brief proxy training",
     skeleton_fields=frozenset({"init_channels", "depth", "stem_multiplier", "stem", "reductions", "auxiliary",
                                "drop_path", "dropout"}),
-    # CPU: a search that fits `make run` on 2 cores; GPU: DARTS' search network (C=16, 8 cells).
-    proxy={"cpu": {"init_channels": 8, "depth": 3}, "cuda": {"init_channels": 16, "depth": 8}},
+    # CPU: the most repeatable setting measured that fits `make run` on 2 cores (BENCHMARKS.md,
+    # "The CPU proxy"): two cells, 3,000 training images, the whole validation split.
+    # GPU: DARTS' search network (C=16, 8 cells).
+    proxy={"cpu": {"init_channels": 8, "depth": 2, "train_limit": 3000, "val_limit": None},
+           "cuda": {"init_channels": 16, "depth": 8}},
     # DARTS' CIFAR-10 evaluation network, auxiliary head (weight 0.4) and drop path 0.2: the
     # published parameter counts are of this network, so trained cells compare with the papers'.
     final={"init_channels": 36, "depth": 20, "auxiliary": True, "drop_path": 0.2},
