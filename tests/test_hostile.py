@@ -101,6 +101,10 @@ TABLE = [
     (["report", "{run:genome}"], "journal.jsonl: line 3: damaged record"),
     (["resume", "{run:genome}"], "journal.jsonl: line 3: damaged record"),
     (["front", "{run:genome}"], "journal.jsonl: line 3: damaged record"),
+    (["report", "{run}", "--out", "{run}/journal.jsonl"], "is the run's own journal file; --out must name a new file"),
+    (["report", "{run}", "--out", "{run}/config.yaml"], "is the run's own config file; --out must name a new file"),
+    (["bench", "--in-flight", "a,b"], "--in-flight: expected comma-separated counts of 1 or more"),
+    (["bench", "--in-flight", "0"], "--in-flight: expected comma-separated counts of 1 or more"),
 ]
 
 
@@ -122,6 +126,8 @@ def prepare(arg: str, tmp_path: Path, run: Path) -> str:
         record = json.loads(journal[2])
         record["genome"] = {"space": "nb201", "arch": "|nor_conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"}
         (run / "journal.jsonl").write_text("\n".join([*journal[:2], json.dumps(record), *journal[3:]]) + "\n")
+    if arg.startswith("{run}/"):
+        return str(run / arg[len("{run}/"):])
     return str(run) if arg.startswith("{run") else arg
 
 
