@@ -348,9 +348,16 @@ def train_command(target, **options):
     drop path 0.2; nb201: C=16, 5 cells per stage). A checkpoint follows every epoch: the same
     command again continues."""
     from evo_nas import fulltrain
+    from evo_nas.progress import EpochBar
 
     cfg = fulltrain.config_from_options(target, options)
-    result = fulltrain.run(cfg)
+    bar = EpochBar(cfg.train.batch_size) if sys.stderr.isatty() else None  # plain epoch lines elsewhere
+    log = (lambda line: bar.console.print(line, markup=False, highlight=False)) if bar else fulltrain.stderr_line
+    try:
+        result = fulltrain.run(cfg, log=log, on_steps=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(fulltrain.summary(result))
 
 

@@ -238,12 +238,15 @@ def summary(result: FullTrainResult) -> str:
 
 # -- running ---------------------------------------------------------------------------------------
 
-def _stderr(line: str) -> None:
+def stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def run(cfg: FullTrainConfig, log: Callable[[str], None] | None = _stderr) -> FullTrainResult:
-    """Train (or continue, or just report) the training `cfg` describes in cfg.out."""
+def run(cfg: FullTrainConfig, log: Callable[[str], None] | None = stderr_line,
+        on_steps: Callable[..., None] | None = None) -> FullTrainResult:
+    """Train (or continue, or just report) the training `cfg` describes in cfg.out. `on_steps`
+    hears after every step (epoch, epochs, steps done in the epoch, steps per epoch, a function
+    giving the epoch's mean loss so far): progress.EpochBar draws it."""
     log = log or (lambda line: None)
     out = Path(cfg.out)
     saved = open_out(out, cfg)
@@ -254,7 +257,7 @@ def run(cfg: FullTrainConfig, log: Callable[[str], None] | None = _stderr) -> Fu
             atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         return _result(out, metrics, resumed_from=cfg.epochs)
     try:
-        return _train_and_finish(cfg, out, saved, log)
+        return _train_and_finish(cfg, out, saved, log, on_steps)
     except KeyboardInterrupt as stop:
         raise Interrupted(f"{out} keeps the checkpoint of the last finished epoch: "
                           f"run the same command to continue", getattr(stop, "signum", 2)) from None
@@ -296,7 +299,7 @@ def _flat(data: dict) -> dict:
     return {**out, **data.get("train", {}), **data.get("skeleton", {})}
 
 
-def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log) -> FullTrainResult:
+def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, on_steps) -> FullTrainResult:
 
 
     started = time.perf_counter()
@@ -318,7 +321,7 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log) 
     guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     with guard:
         trainer, history, seconds = train_epochs(model, train_data, test_data, cfg, device, state, saved, out,
-                                                 started, counts, log)
+                                                 started, counts, log, on_steps)
     accuracy = history[-1]["test_accuracy"]  # the last epoch is always measured
     save_model(out / "model.safetensors", model, cfg.genome, skeleton)
     onnx = (export_model(out, skeleton) if _has_onnx() else NO_ONNX) if cfg.onnx else None
@@ -347,7 +350,7 @@ def device_data(dataset, cfg: FullTrainConfig, device):
 # -- the epoch loop ---------------------------------------------------------------------------------
 
 def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | None, saved: dict | None, out: Path,
-                 started: float, counts: dict, log):
+                 started: float, counts: dict, log, on_steps=None):
     """The epochs from the checkpoint's (or the first) to cfg.epochs, a checkpoint after each.
     Returns (trainer, history, training seconds over all sessions)."""
     trainer = Trainer(model, data, cfg.train, device, cfg.seed, hparams=cfg.hparams(),
@@ -362,8 +365,13 @@ def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | 
     try:
         for epoch in range(first, cfg.epochs):
             begin, stop, tick = trainer.step, (epoch + 1) * trainer.per_epoch, time.perf_counter()
+            before = trainer.loss_sum.detach().clone()
             try:
-                trainer.run(stop)
+                for _ in trainer.steps(stop):
+                    if on_steps is not None:
+                        done = trainer.step - begin
+                        on_steps(epoch + 1, cfg.epochs, done, trainer.per_epoch,
+                                 lambda done=done, before=before: ((trainer.loss_sum - before) / max(done, 1)).item())
             except TrainingFailed as failure:
                 kept = f"{cfg.out} keeps the checkpoint of epoch {epoch}" if epoch else "no epoch finished"
                 raise UserError(f"training diverged: {failure.reason} in epoch {epoch + 1} ({kept}); "

@@ -122,3 +122,44 @@ def noise_line(cfg) -> str:
     """What the proxy's accuracy differences mean, where evonas has measured it (noise.py)."""
     known = noise.known(configs.flat(cfg), cfg.run.runs_dir)
     return known.sentence(cfg.search.repeats) if known else noise.UNKNOWN
+
+
+class EpochBar:
+    """`evonas train`'s bar inside an epoch, on a terminal: steps, the epoch's mean loss so far,
+    images/s and the epoch's ETA (the epoch lines print above it). Redrawn at most every
+    `every` seconds, so that reading the loss (a device sync) costs nothing that matters."""
+
+    def __init__(self, batch_size: int, console=None, every: float = 0.25):
+        from rich.console import Console
+
+        self.console, self.batch, self.every = console or Console(stderr=True), batch_size, every
+        self._bar = self._task = None
+        self._epoch, self._drawn, self._began = 0, 0.0, 0.0
+
+    def __call__(self, epoch: int, epochs: int, done: int, steps: int, loss) -> None:
+        now = time.monotonic()
+        if epoch != self._epoch:
+            self._new_epoch(epoch, epochs, steps, now)
+        if done < steps and now - self._drawn < self.every:
+            return
+        self._drawn = now
+        rate = f"{(done - 1) * self.batch / (now - self._began):,.0f}" if done > 1 else "-"  # since step 1 ended
+        self._bar.update(self._task, completed=done, loss=f"{loss():.4f}", rate=rate)
+
+    def _new_epoch(self, epoch: int, epochs: int, steps: int, now: float) -> None:
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]}  {task.fields[rate]} images/s  ETA"),
+                            TimeRemainingColumn(), console=self.console, transient=True)
+            self._bar.start()
+        if self._task is not None:
+            self._bar.remove_task(self._task)
+        self._task = self._bar.add_task(f"epoch {epoch}/{epochs}", total=steps, loss="-", rate="-")
+        self._epoch, self._began = epoch, now
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -229,3 +229,30 @@ def test_a_folder_that_is_not_a_training_is_refused(tmp_path):
     (tmp_path / "out" / "notes.txt").write_text("mine")
     with pytest.raises(RunDirError, match="holds no evonas training"):
         run(tiny(NB201, tmp_path / "out"), log=None)
+
+
+def test_every_step_is_told_with_the_epochs_mean_loss_so_far(tmp_path):
+    told = []
+    result = run(tiny(NB201, tmp_path / "bar"), log=None,
+                 on_steps=lambda epoch, epochs, done, steps, loss: told.append((epoch, epochs, done, steps, loss())))
+    steps = told[0][3]
+    assert steps == 4  # 256 images at batch 64
+    assert [(e, d) for e, _, d, _, _ in told] == [(e, d) for e in (1, 2) for d in range(1, steps + 1)]
+    for h in result.metrics["history"]:  # the last step's running mean is the epoch's mean loss
+        last = [loss for e, _, d, _, loss in told if e == h["epoch"] and d == steps]
+        assert last == [pytest.approx(h["train_loss"], rel=1e-5)]
+
+
+def test_the_epoch_bar_draws_steps_loss_and_images_per_second(tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from evo_nas.progress import EpochBar
+
+    screen = StringIO()
+    bar = EpochBar(64, console=Console(file=screen, force_terminal=True, width=120), every=0.0)
+    run(tiny(NB201, tmp_path / "bar"), log=None, on_steps=bar)
+    bar.close()
+    shown = screen.getvalue()
+    assert "epoch 2/2" in shown and "4/4" in shown and "images/s" in shown and "loss 2." in shown
