@@ -48,12 +48,15 @@ def test_presets_fill_only_what_is_left_open():
     cpu = configs.from_mapping({"population": 20}, device="cpu")
     assert cpu.search.population == 20 and cpu.train.batch_size == configs.PRESETS["cpu"]["batch_size"]
     assert cpu.device == "cpu" and cpu.stop.generations == configs.PRESETS["cpu"]["generations"]
-    assert (cpu.skeleton.init_channels, cpu.skeleton.depth) == (8, 3)  # the cell space's CPU proxy
+    assert (cpu.skeleton.init_channels, cpu.skeleton.depth) == (8, 2)  # the cell space's CPU proxy
+    assert (cpu.data.train_limit, cpu.data.val_limit) == (3000, None)  # ... with its own data sizes
+    assert configs.from_mapping({"val_limit": 500}, device="cpu").data.val_limit == 500
     budget = configs.from_mapping({"budget": 30}, device="cuda")
     assert budget.stop.generations is None and budget.data.train_limit is None
     assert (budget.skeleton.init_channels, budget.skeleton.depth) == (16, 8)
     nb = configs.from_mapping({"space": "nb201"}, device="cpu")
     assert (nb.skeleton.init_channels, nb.skeleton.depth) == (16, 5)
+    assert (nb.data.train_limit, nb.data.val_limit) == (1200, 500)  # the general CPU preset
     layers = configs.from_mapping({"space": "layers"}, device="cpu")
     assert (layers.skeleton.init_channels, layers.skeleton.depth) == (None, None)  # a layer stack sets its own
 
