@@ -213,7 +213,7 @@ class SearchConfig:
     offspring: int | None = setting(None, "children per generation (none: the population; aging: a quarter)")
     sample: int = setting(4, "aging: tournament size")
     crossover: float = setting(0.5, "nsga2: share of children made by crossover (then mutation)")
-    # semantic: better on the NB201 study's tuning seeds and on a small CPU cells search (README)
+    # semantic: better on the NB201 study's tuning seeds (README, "Variation operators")
     operators: str = setting("semantic", "variation: semantic (the space's own: AmoebaNet's op and hidden-state "
                                          "mutations, cell swap...), deap (DEAP's two-point and uniform crossover and "
                                          "uniform integer mutation on the space's flat encoding) or both",
