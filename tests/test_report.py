@@ -1061,3 +1061,15 @@ def test_a_shared_plotly_js_page_renders_in_chromium(history, tmp_path):
     with Browser(tmp_path / "profile") as browser:
         browser.open(written["report"].as_uri())
         check_page(browser, report.report_data(history))
+
+
+def test_a_cells_run_shows_the_lectures_published_figures_and_an_nb201_run_does_not(tmp_path, history):
+    from evo_nas.published import PUBLISHED
+
+    cells = make_run(tmp_path / "cells", history_records()[:3], space="cells")
+    page = report.render_html(report.report_data(cells))
+    assert "The published cells on ImageNet</h2>" in page and page.index("published cells") < page.index("Every evaluation")
+    for div in ("plot-published-macs", "plot-published-params"):
+        assert f'id="{div}"' in page
+    assert all(html.escape(p.name) in page or p.name in page for p in PUBLISHED)  # every published point is there
+    assert "published cells on ImageNet" not in report.render_html(report.report_data(history))  # nb201

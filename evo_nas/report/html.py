@@ -16,7 +16,7 @@ import plotly.io as pio
 from evo_nas import noise, spaces
 from evo_nas.genome_io import dumps
 from evo_nas.records import Record, Status
-from evo_nas.report import drawing
+from evo_nas.report import drawing, lecture
 from evo_nas.report.data import BEST_MIN, BEST_SHARE, ReportData, evaluation_rows, si
 from evo_nas.report.figures import (
     accuracy_text,
@@ -238,13 +238,30 @@ def render_html(data: ReportData, plotly_js: str = "inline", tail: str = "") -> 
     if data.genes:
         sections += ["<h2>6. Hyperparameter genes</h2>", _gene_warnings(data),
                      _plot(hparam_figure(data), "plot-hparams")]
-    sections += [f"<h2>{7 if data.genes else 6}. Every evaluation</h2>", _evaluations_table(data),
-                 _panel(data, drawings)]
+    if data.config.get("space") == "cells":
+        sections += [f"<h2>{len([x for x in sections if x.startswith('<h2>')]) + 1}. The published cells on "
+                     "ImageNet</h2>", _published_cells()]
+    sections += [f"<h2>{len([x for x in sections if x.startswith('<h2>')]) + 1}. Every evaluation</h2>",
+                 _evaluations_table(data), _panel(data, drawings)]
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>" + GENERATOR
             + f"<title>evonas report: {html.escape(data.name)}</title><style>{CSS}</style>{_plotly_script(plotly_js)}"
             + "</head><body>\n"
             + "\n".join(sections)
             + f"\n<script>{COPY_JS}{TABLE_JS}{HOVER_JS}</script>\n{tail}</body></html>\n")
+
+
+def _published_cells() -> str:
+    """The lecture's two figures: published architectures' ImageNet top-1 against mult-adds and
+    parameters, with evonas's own counts of the cells it builds (report/lecture.py)."""
+    note = ("<p class='note'>Where the cells of this space stand when they are trained properly: each "
+            "paper's ImageNet top-1 against its mult-adds and parameters in the mobile setting (224x224, "
+            "under 600M mult-adds), beside evonas's exact counts of the same cells in DARTS' ImageNet "
+            "network. The front above was measured on the search's proxy, not on ImageNet; to place one "
+            "of its cells here, export it and run <code>evonas inspect GENOME --compare --figure "
+            "FILE</code>.</p>")
+    by_macs, by_params = lecture.figures()
+    return note + "<div class='plots'>" + _plot(by_macs, "plot-published-macs") \
+        + _plot(by_params, "plot-published-params") + "</div>"
 
 
 def _plotly_script(plotly_js: str) -> str:
