@@ -25,7 +25,7 @@ from evo_nas.errors import ConfigError, Interrupted, RunDirError, SearchFailed
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import load_genome
-from evo_nas.records import History, Record
+from evo_nas.records import History, Record, Status
 from evo_nas.rng import state_from_json, state_to_json
 from evo_nas.search import Archive, Individual, Search, State, Termination
 from evo_nas.spaces.base import SearchSpace
@@ -338,7 +338,7 @@ class Job:
         if self.progress is not None:
             self.progress.generation_done(self, state)
         results, self.generation_results = self.generation_results, []
-        if results and not any(r.ok for r in results):
+        if results and all(r.status is Status.FAILED for r in results):  # infeasible ones are answers
             raise SearchFailed(_all_failed(state.generation, results, self.run.path))
 
     def progress_fraction(self, state: State | None = None) -> float:

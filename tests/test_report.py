@@ -1068,7 +1068,8 @@ def test_a_cells_run_shows_the_lectures_published_figures_and_an_nb201_run_does_
 
     cells = make_run(tmp_path / "cells", history_records()[:3], space="cells")
     page = report.render_html(report.report_data(cells))
-    assert "The published cells on ImageNet</h2>" in page and page.index("published cells") < page.index("Every evaluation")
+    assert "The published cells on ImageNet</h2>" in page
+    assert page.index("published cells") < page.index("Every evaluation")
     for div in ("plot-published-macs", "plot-published-params"):
         assert f'id="{div}"' in page
     assert all(html.escape(p.name) in page or p.name in page for p in PUBLISHED)  # every published point is there

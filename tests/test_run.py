@@ -145,6 +145,16 @@ def test_nan_loss_is_a_failed_evaluation_and_a_generation_of_failures_stops_the_
     assert "no evaluation of generation 0 succeeded (4 tried); the most common reason" in err and "nan/inf" in err
 
 
+def test_a_generation_of_infeasible_children_is_no_failure_and_the_run_goes_on(tmp_path):
+    # aging under a parameter limit that only the initial population meets: its children are
+    # infeasible (never trained, ranked by their excess), which is an answer, not a failure
+    assert main(["run", *TINY, "--runs-dir", str(tmp_path), "--name", "tight", "--algorithm", "aging",
+                 "--sample", "2", "--generations", "3", "--max-params", "5300"]) == 0
+    records = RunDir(tmp_path / "tight").journal()
+    assert {r["generation"] for r in records} == {0, 1, 2, 3}
+    assert any(r["status"] == "infeasible" for r in records) and any(r["status"] == "ok" for r in records)
+
+
 def test_config_file_then_flags(tmp_path):
     config = tmp_path / "search.yaml"
     config.write_text("population: 6\nepochs: 0.5\ngenerations: 0\nspace: nb201\ninit_channels: 4\ndepth: 1\n"
