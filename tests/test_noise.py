@@ -28,6 +28,9 @@ def test_each_shipped_table_agrees_with_its_own_rows(path):
     within = statistics.fmean(statistics.variance(r["proxy"]) for r in rows)
     assert proxy["variance"]["within_genome"] == pytest.approx(within)
     assert table["measured"] and table["command"].startswith("evonas fidelity")
+    if rows[0]["reference"]:  # measured against a reference too: validity from the means
+        validity = stats.kendalltau([r["proxy_mean"] for r in rows], [r["reference_mean"] for r in rows]).statistic
+        assert table["fidelity"]["validity"]["tau"] == pytest.approx(validity, abs=1e-9)
 
 
 def test_the_default_cpu_search_knows_its_noise():
