@@ -85,9 +85,12 @@ def test_the_server_answers_the_page_its_version_and_plotly(run):
 
 
 def evonas(*args) -> subprocess.Popen:
+    # A shell's background job ignores SIGINT, and a Python started so never installs its Ctrl-C
+    # handler: give the child the default, as a terminal would (as in test_run).
     return subprocess.Popen([sys.executable, "-m", "evo_nas", *map(str, args)], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "EVONAS_NO_DOWNLOAD": "1"})
+                            env={**os.environ, "EVONAS_NO_DOWNLOAD": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def started(process: subprocess.Popen) -> str:
