@@ -35,7 +35,7 @@ def test_rank_statistics_edges():
 
 def test_the_bootstrap_interval_holds_the_estimate_and_shrinks_with_more_data():
     rng = random.Random(1)
-    x = [rng.random() for _ in range(200)]
+    x = [rng.random() for _ in range(80)]
     y = [v + rng.gauss(0, 0.3) for v in x]
     wide = stats.tau_with_interval(x[:20], y[:20])
     narrow = stats.tau_with_interval(x, y)

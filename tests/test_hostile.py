@@ -148,10 +148,18 @@ def test_one_clear_line_exit_2_and_nothing_changed(args, words, tmp_path, run, c
 
 # -- damage a resume repairs, with a warning ---------------------------------------------------
 
-@pytest.mark.parametrize("how", ["deleted", "fields missing", "wrong types"])
-def test_a_damaged_snapshot_falls_back_and_the_resume_equals_the_run(finished, tmp_path, how):
-    cut = evonas("run", *TINY, "--runs-dir", tmp_path, "--name", "cut", "--generations", "2")
+@pytest.fixture(scope="module")
+def two_generations(tmp_path_factory) -> Path:
+    """The same run as `finished`, stopped after 2 generations (made once, copied per test)."""
+    runs = tmp_path_factory.mktemp("cut")
+    cut = evonas("run", *TINY, "--runs-dir", runs, "--name", "cut", "--generations", "2")
     assert cut.returncode == 0, cut.stderr
+    return runs / "cut"
+
+
+@pytest.mark.parametrize("how", ["deleted", "fields missing", "wrong types"])
+def test_a_damaged_snapshot_falls_back_and_the_resume_equals_the_run(finished, two_generations, tmp_path, how):
+    shutil.copytree(two_generations, tmp_path / "cut")
     damage_snapshots(tmp_path / "cut", how)
     resumed = evonas("resume", tmp_path / "cut", "--generations", "3")
     assert resumed.returncode == 0, resumed.stderr
