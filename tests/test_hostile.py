@@ -39,13 +39,17 @@ def lines(run: Path) -> list[dict]:
             for x in (run / "journal.jsonl").read_text().splitlines()]
 
 
+def tiny_run(tmp_path_factory, name: str, generations: int) -> Path:
+    runs = tmp_path_factory.mktemp(name)
+    done = evonas("run", *TINY, "--runs-dir", runs, "--name", name, "--generations", str(generations))
+    assert done.returncode == 0, done.stderr
+    return runs / name
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A finished run of 3 generations (16 evaluations)."""
-    runs = tmp_path_factory.mktemp("runs")
-    done = evonas("run", *TINY, "--runs-dir", runs, "--name", "done", "--generations", "3")
-    assert done.returncode == 0, done.stderr
-    return runs / "done"
+    return tiny_run(tmp_path_factory, "done", 3)
 
 
 @pytest.fixture
@@ -151,10 +155,7 @@ def test_one_clear_line_exit_2_and_nothing_changed(args, words, tmp_path, run, c
 @pytest.fixture(scope="module")
 def two_generations(tmp_path_factory) -> Path:
     """The same run as `finished`, stopped after 2 generations (made once, copied per test)."""
-    runs = tmp_path_factory.mktemp("cut")
-    cut = evonas("run", *TINY, "--runs-dir", runs, "--name", "cut", "--generations", "2")
-    assert cut.returncode == 0, cut.stderr
-    return runs / "cut"
+    return tiny_run(tmp_path_factory, "cut", 2)
 
 
 @pytest.mark.parametrize("how", ["deleted", "fields missing", "wrong types"])

@@ -223,26 +223,24 @@ def render_html(data: ReportData, plotly_js: str = "inline", tail: str = "") -> 
     if plotly_js not in ("inline", "shared"):
         raise ValueError(f"plotly_js: inline or shared, got {plotly_js!r}")
     drawings = {i: _drawing(data, data.individuals[i]) for i in hover_drawn(data)}
-    sections = [
-        _header(data),
-        "<h2>1. Accuracy against cost</h2>",
-        "<div class='plots'>" + _plot(objective_figure(data, "macs"), "plot-macs")
-        + _plot(objective_figure(data, "params"), "plot-params") + _plot(objectives_3d(data), "plot-3d") + "</div>",
-        _points_note(data),
-        "<h2>2. Progress</h2>", _plot(progress_figure(data), "plot-progress"), _hypervolume_note(data),
-        "<h2>3. The front</h2>", _front_table(data, drawings), _genome_files(data),
-        "<h2>4. Ancestry of the front</h2>",
-        _plot(lineage_figure(data), "plot-lineage") if data.front else "<p>No front yet.</p>", _lineage_table(data),
-        "<h2>5. Genomes from files</h2>", _files_table(data),
+    parts = [  # (heading, body), numbered in order below
+        ("Accuracy against cost", [
+            "<div class='plots'>" + _plot(objective_figure(data, "macs"), "plot-macs")
+            + _plot(objective_figure(data, "params"), "plot-params") + _plot(objectives_3d(data), "plot-3d")
+            + "</div>", _points_note(data)]),
+        ("Progress", [_plot(progress_figure(data), "plot-progress"), _hypervolume_note(data)]),
+        ("The front", [_front_table(data, drawings), _genome_files(data)]),
+        ("Ancestry of the front", [_plot(lineage_figure(data), "plot-lineage") if data.front
+                                   else "<p>No front yet.</p>", _lineage_table(data)]),
+        ("Genomes from files", [_files_table(data)]),
     ]
     if data.genes:
-        sections += ["<h2>6. Hyperparameter genes</h2>", _gene_warnings(data),
-                     _plot(hparam_figure(data), "plot-hparams")]
+        parts.append(("Hyperparameter genes", [_gene_warnings(data), _plot(hparam_figure(data), "plot-hparams")]))
     if data.config.get("space") == "cells":
-        sections += [f"<h2>{len([x for x in sections if x.startswith('<h2>')]) + 1}. The published cells on "
-                     "ImageNet</h2>", _published_cells()]
-    sections += [f"<h2>{len([x for x in sections if x.startswith('<h2>')]) + 1}. Every evaluation</h2>",
-                 _evaluations_table(data), _panel(data, drawings)]
+        parts.append(("The published cells on ImageNet", [_published_cells()]))
+    parts.append(("Every evaluation", [_evaluations_table(data), _panel(data, drawings)]))
+    sections = [_header(data)] + [piece for k, (heading, body) in enumerate(parts, 1)
+                                  for piece in (f"<h2>{k}. {heading}</h2>", *body)]
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>" + GENERATOR
             + f"<title>evonas report: {html.escape(data.name)}</title><style>{CSS}</style>{_plotly_script(plotly_js)}"
             + "</head><body>\n"
