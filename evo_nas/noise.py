@@ -73,6 +73,12 @@ def known(flat: dict, runs_dir: str | Path | None = None) -> Noise | None:
     return None
 
 
+def statement(flat: dict, runs_dir: str | Path | None, repeats: int = 1) -> str:
+    """The sentence a run prints and its report states: the measured noise, or that there is none."""
+    found = known(flat, runs_dir)
+    return found.sentence(repeats) if found else UNKNOWN
+
+
 def _noise(summary: dict, source: str) -> Noise:
     proxy = summary["proxy"]
     r = proxy["repeatability"]

@@ -120,8 +120,7 @@ def _clock(seconds: float) -> str:
 
 def noise_line(cfg) -> str:
     """What the proxy's accuracy differences mean, where evonas has measured it (noise.py)."""
-    known = noise.known(configs.flat(cfg), cfg.run.runs_dir)
-    return known.sentence(cfg.search.repeats) if known else noise.UNKNOWN
+    return noise.statement(configs.flat(cfg), cfg.run.runs_dir, cfg.search.repeats)
 
 
 class EpochBar:

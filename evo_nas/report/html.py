@@ -87,10 +87,9 @@ def proxy_text(config: dict) -> str:
 def noise_text(data: ReportData) -> str:
     """The proxy's measured noise (noise.py): the runs folder's `evonas fidelity` or the shipped tables."""
     try:
-        known = noise.known(data.config, Path(data.path).parent)
+        return noise.statement(data.config, Path(data.path).parent, data.config.get("repeats") or 1)
     except (TypeError, ValueError, KeyError):  # a run of an older evonas: settings it did not have
-        known = None
-    return known.sentence(data.config.get("repeats") or 1) if known else noise.UNKNOWN
+        return noise.UNKNOWN
 
 
 def _images(limit) -> str:
