@@ -29,9 +29,8 @@ def nsga2(search: Search, state: State | None = None) -> State:
     s, tb = search.settings, toolbox(search)
     state = state or initial_population(search)
     while not search.done(state):
-        n = _children(search, s.offspring or s.population)
         offspring: list[Individual] = []
-        for _ in range(n):
+        for _ in range(_children(search)):
             a, b = tb.select(state.population, 2)
             offspring.append(breed(search, lambda a=a, b=b: _cross_then_mutate(search, a, b),
                                    state.generation + 1, offspring))
@@ -44,12 +43,11 @@ def nsga2(search: Search, state: State | None = None) -> State:
 def aging(search: Search, state: State | None = None) -> State:
     """Regularized evolution (Real et al. 2019): tournament of S picks a parent to mutate,
     each child replaces the oldest member. The population is kept in age order."""
-    s, tb = search.settings, toolbox(search)
+    tb = toolbox(search)
     state = state or initial_population(search)
     while not search.done(state):
-        n = _children(search, s.offspring or max(1, s.population // 4))
         children: list[Individual] = []
-        for _ in range(n):
+        for _ in range(_children(search)):
             parent, = tb.select(state.population, 1)
             children.append(breed(search, _mutant(search, parent), state.generation + 1, children))
         search.evaluate(children)
@@ -64,9 +62,8 @@ def random_search(search: Search, state: State | None = None) -> State:
     s = search.settings
     state = state or initial_population(search)
     while not search.done(state):
-        n = _children(search, s.offspring or s.population)
         batch: list[Individual] = []
-        for _ in range(n):
+        for _ in range(_children(search)):
             batch.append(breed(search, lambda: (search.space.sample(search.rng), (), "random"),
                                state.generation + 1, batch))
         search.evaluate(batch)
@@ -87,7 +84,8 @@ def toolbox(search: Search) -> base.Toolbox:
         s = search.settings
         tb = variation.make_toolbox(search.space, s.operators, search.rng)
         if s.algorithm == "nsga2":
-            tb.register("select", sel_crowded_tournament, rng=search.rng, objectives=s.objectives, noise=s.noise)
+            tb.register("select", sel_crowded_tournament, rng=search.rng, objectives=s.objectives,
+                        tie_width=s.tie_width)
         elif s.algorithm == "aging":
             tb.register("select", sel_tournament, rng=search.rng, size=s.sample, settings=s)
         search.toolbox = tb
@@ -95,9 +93,9 @@ def toolbox(search: Search) -> base.Toolbox:
 
 
 def sel_crowded_tournament(population: list[Individual], k: int, rng: random.Random,
-                           objectives: Sequence[str], noise: float = 0.0) -> list[Individual]:
+                           objectives: Sequence[str], tie_width: float = 0.0) -> list[Individual]:
     """NSGA-II's mating selection: k binary tournaments, lower front first, then larger crowding."""
-    rank, dist = pareto.rank_and_crowding(vectors(population, objectives, noise))
+    rank, dist = pareto.rank_and_crowding(vectors(population, objectives, tie_width))
     return [_crowded_tournament(population, rank, dist, rng) for _ in range(k)]
 
 
@@ -109,13 +107,13 @@ def sel_tournament(population: list[Individual], k: int, rng: random.Random, siz
 
 
 def fittest(sample: Sequence[Individual], s: SearchConfig) -> Individual:
-    """The member of highest fitness. With a noise level, accuracies within it of the best are
+    """The member of highest fitness. With a tie width, accuracies within it of the best are
     not told apart: of those, the cheapest wins (the search's other objectives, in order), then
     the more accurate."""
     best = max(sample, key=lambda ind: fitness(ind, s))
-    if s.noise == 0 or fitness(best, s) < 0:  # exact, or nothing feasible: excess decides
+    if s.tie_width == 0 or fitness(best, s) < 0:  # exact, or nothing feasible: excess decides
         return best
-    near = [ind for ind in sample if fitness(ind, s) >= fitness(best, s) - s.noise]
+    near = [ind for ind in sample if fitness(ind, s) >= fitness(best, s) - s.tie_width]
     costs = [name for name in s.objectives if name != "accuracy"]
     return min(near, key=lambda ind: (*(getattr(ind.result, name) for name in costs), -fitness(ind, s)))
 
@@ -192,17 +190,18 @@ def _crowded_tournament(population: list[Individual], rank: list[int], dist: lis
 def _survivors(state: State, children: list[Individual], s: SearchConfig) -> State:
     """The next generation: NSGA-II's selection over parents and children together."""
     pool = state.population + children
-    chosen = pareto.select_nsga2(vectors(pool, s.objectives, s.noise), s.population)
+    chosen = pareto.select_nsga2(vectors(pool, s.objectives, s.tie_width), s.population)
     return State(state.generation + 1, [pool[i] for i in sorted(chosen)])
 
 
-def _children(search: Search, wanted: int) -> int:
-    room = search.room()
+def _children(search: Search) -> int:
+    """This generation's children: the settings' number, less where the budget has less room."""
+    room, wanted = search.room(), search.settings.children
     return int(min(wanted, room)) if math.isfinite(room) else wanted
 
 
-def vectors(population: Sequence[Individual], objectives: Sequence[str], noise: float = 0.0) -> list[pareto.Vector]:
-    return [pareto.vector(ind.result, objectives, noise) for ind in population]
+def vectors(population: Sequence[Individual], objectives: Sequence[str], tie_width: float = 0.0) -> list[pareto.Vector]:
+    return [pareto.vector(ind.result, objectives, tie_width) for ind in population]
 
 
 def fitness(ind: Individual, s: SearchConfig) -> float:

@@ -20,6 +20,7 @@ import yaml
 
 from evo_nas import config as configs
 from evo_nas import spaces
+from evo_nas.config import FidelityConfig
 from evo_nas.errors import ConfigError, Interrupted, UserError
 
 # -- options generated from config fields -------------------------------------------------------
@@ -39,19 +40,21 @@ class _OrNone(click.ParamType):
 def _click_type(f: dataclasses.Field):
     kind = str(f.type)
     if f.metadata.get("choices"):
-        return click.Choice([str(c) for c in f.metadata["choices"]])
+        return click.Choice([str(c) for c in f.metadata["choices"] if c is not None])
     for prefix, t in (("int", click.INT), ("float", click.FLOAT)):
         if kind.startswith(prefix):
             return _OrNone(t) if "None" in kind else t
     return click.STRING
 
 
+def _show(v) -> str:
+    return "none" if v is None else ",".join(map(str, v)) if isinstance(v, tuple) else str(v).lower() \
+        if isinstance(v, bool) else str(v)
+
+
 def _default_text(name: str, f: dataclasses.Field) -> str:
     """The default a setting gets, and which preset it comes from."""
-    def show(v):
-        return "none" if v is None else ",".join(map(str, v)) if isinstance(v, tuple) else str(v).lower() \
-            if isinstance(v, bool) else str(v)
-
+    show = _show
     if name in ("init_channels", "depth"):
         parts = []
         for entry in spaces.REGISTRY.values():
@@ -67,19 +70,33 @@ def _default_text(name: str, f: dataclasses.Field) -> str:
 
 
 def config_options(names, defaults: dict | None = None):
-    """One click option per named config setting, help and default from the field (or from
-    `defaults`: name -> the text to show, for a command whose defaults are its own)."""
+    """One click option per named setting of a run's config, help and default from the field
+    (or from `defaults`: name -> the text to show, for a command whose defaults are its own)."""
+    return _options([configs.leaves()[name][1] for name in names], defaults, _default_text)
+
+
+def group_options(cls, defaults: dict | None = None):
+    """One click option per field of a command's own settings group (a dataclass of `setting`s)."""
+    shown = {f.name: _default_text(f.name, f) if f.name in configs.leaves() else _show(f.default) for f in
+             dataclasses.fields(cls)}
+    return _options([f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)], {**shown, **(defaults or {})})
+
+
+GENERATED = "evonas_generated"  # marks the options made from config fields (tests/test_cli.py checks the others)
+
+
+def _options(settings: list, defaults: dict | None, default_text=None):
     def decorate(func):
-        for name in reversed(list(names)):
-            _, f = configs.leaves()[name]
-            flag = "--" + name.replace("_", "-")
-            shown = (defaults or {}).get(name) or _default_text(name, f)
+        for f in reversed(settings):
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            shown = (defaults or {}).get(f.name) or (default_text(f.name, f) if default_text else "none")
             help_text = f"{f.metadata.get('help', '')} [default: {shown}]"
             if str(f.type).startswith("bool"):
-                option = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
+                option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)
             else:
-                option = click.option(flag, name, type=_click_type(f), default=None, help=help_text)
+                option = click.option(flag, f.name, type=_click_type(f), default=None, help=help_text)
             func = option(func)
+            setattr(func.__click_params__[-1], GENERATED, True)
         return func
     return decorate
 
@@ -144,11 +161,16 @@ def run(dry_run, **options):
 @click.option("--report/--no-report", default=None, help="refresh report.html every generation")
 def resume(run_dir, **overrides):
     """Continue a stopped or killed run (or fidelity measurement) exactly where it was."""
-    from evo_nas import fidelity, runner
+    from evo_nas import fidelity, protocol, runner
     from evo_nas.progress import Progress
     from evo_nas.store import RunDir
 
     changes = {k: v for k, v in overrides.items() if v is not None}
+    if protocol.is_study(RunDir.open(run_dir)):
+        from evo_nas.progress import StudyProgress
+
+        _study_done(protocol.resume(run_dir, StudyProgress()))
+        return
     if fidelity.is_fidelity_run(RunDir.open(run_dir)):
         _fidelity_done(fidelity.resume(RunDir.open(run_dir), log=lambda line: click.echo(line, err=True)))
         return
@@ -179,18 +201,9 @@ def refine(run_dir, dry_run, **overrides):
 @cli.command("fidelity")
 @click.option("--config", type=click.Path(dir_okay=False), callback=_load_config_file, is_eager=True,
               expose_value=False, help="YAML file of run settings (flags override it)")
-@click.option("--genomes", type=click.IntRange(4, 1000), default=16, show_default=True,
-              help="genomes sampled from the space")
-@click.option("--from-run", type=click.Path(file_okay=False), help="measure this run's Pareto front instead")
-@click.option("--genome-files", help="measure these comma-separated genome files instead")
-@click.option("--reference-factor", type=click.FloatRange(min=1), default=10.0, show_default=True,
-              help="the reference trains on this many times the proxy's training images")
-@click.option("--reference-val", type=click.IntRange(min=1), default=5000, show_default=True,
-              help="validation images of the reference")
-@click.option("--reference/--no-reference", default=True, show_default=True,
-              help="--no-reference: the proxy's repeatability only, a quick first look")
+@group_options(FidelityConfig)
 @config_options(RUN_OPTIONS, {"repeats": "2 (seeds per genome and fidelity)"})
-def fidelity_command(genomes, from_run, genome_files, reference_factor, reference_val, reference, **options):
+def fidelity_command(**options):
     """Measure whether the proxy (the settings of `evonas run`) ranks architectures: each genome
     trained with several seeds at the proxy and at a reference fidelity; repeatability (seed vs
     seed), validity (proxy vs reference) against the reference's own repeatability, params, MACs
@@ -198,12 +211,14 @@ def fidelity_command(genomes, from_run, genome_files, reference_factor, referenc
     .json and .html into runs/<name>/; `evonas resume` continues it."""
     from evo_nas import fidelity
 
-    files = tuple(f.strip() for f in genome_files.split(",") if f.strip()) if genome_files else ()
-    fid = fidelity.FidelityConfig(genomes=genomes, from_run=from_run, genome_files=files,
-                                  reference_factor=reference_factor, reference_val=reference_val,
-                                  reference=reference)
     given = {k: v for k, v in options.items() if v is not None}
+    fid = configs.group_from(FidelityConfig, _pop(given, FidelityConfig), "fidelity")
     _fidelity_done(fidelity.start(given, fid, log=lambda line: click.echo(line, err=True)))
+
+
+def _pop(given: dict, cls) -> dict:
+    """The values of `cls`'s fields, taken out of `given`."""
+    return {f.name: given.pop(f.name) for f in dataclasses.fields(cls) if f.name in given}
 
 
 def _fidelity_done(run) -> None:
@@ -214,7 +229,7 @@ def _fidelity_done(run) -> None:
                                                       f"fidelity.html"]))
 
 
-NAMED_SKELETONS = sorted({name for entry in spaces.REGISTRY.values() for name in entry.skeletons})
+NAMED_SKELETONS = configs.NAMED_SKELETONS
 
 
 @cli.command()
@@ -257,8 +272,12 @@ def inspect(genome_file, skeleton, input_shape, classes, init_channels, depth, c
               help="inline: the page works alone (4.8 MB); shared: one plotly.min.js beside the page(s)")
 def report(run_dir, out, plotly_js):
     """Write the run's HTML report, its front and its history as CSV."""
+    from evo_nas import protocol
     from evo_nas import report as reports
+    from evo_nas.store import RunDir
 
+    if protocol.is_study(RunDir.open(run_dir)):
+        return _study_done(RunDir.open(run_dir))
     for kind, path in reports.write_report(run_dir, out, plotly_js).items():
         click.echo(f"{kind + ':':<10} {path}")
 
@@ -288,34 +307,63 @@ def front(run_dir, as_json):
         reports.print_front(rows)
 
 
+STUDY_OPTIONS = [name for name in RUN_OPTIONS if name not in ("seed", "algorithm", "generations", "seed_genomes")] \
+    + ["test_limit"]  # a study sets the others for each search
+
+
 @cli.command()
-@click.option("--space", type=click.Choice(["nb201"]), default="nb201", show_default=True)
-@click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "imagenet16-120"]), default="cifar10",
-              show_default=True)
-@click.option("--algorithms", default="aging,nsga2,random", show_default=True, help="comma-separated")
-@click.option("--seeds", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="seeds first-seed .. first-seed + seeds - 1 (tune on others than you report)")
-@click.option("--budget", type=click.IntRange(min=1), default=150, show_default=True, help="evaluations per search")
-@click.option("--noise", type=float, default=0.0, show_default=True,
-              help="aging's and NSGA-II's selection noise level, as `run --noise`")
-@click.option("--operators", type=click.Choice(configs.OPERATOR_SETS), default=configs.SearchConfig.operators,
-              show_default=True, help="the variation operators of every algorithm")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/study", show_default=True,
-              help="folder for the HTML and CSV")
+@click.option("--config", type=click.Path(dir_okay=False), callback=_load_config_file, is_eager=True,
+              expose_value=False, help="YAML file of the searches' run settings (flags override it)")
+@group_options(configs.StudySettings)
+@config_options(STUDY_OPTIONS, {"budget": "table 150; training: the preset's (cpu, gpu: 32)",
+                                "name": "study-SPACE-DATASET-PRESET (table: study)"})
 def study(**options):
-    """Compare search algorithms on the NAS-Bench-201 table over many seeds (CPU, seconds)."""
+    """Does the search find better networks? Every algorithm and random search, several seeds at
+    one budget; what each search returns is trained again by one final protocol, beside the
+    published cells and a hand-designed network, and tested once (docs/study.md). Writes
+    study.csv, .json and .html; the same command again (or `evonas resume DIR`) continues it.
+    With --table DATASET every evaluation is a NAS-Bench-201 lookup instead (nb201, seconds)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    settings = configs.group_from(configs.StudySettings, _pop(given, configs.StudySettings), "study")
+    if settings.table:
+        return _table_study(settings, given)
+    from evo_nas import protocol
+    from evo_nas.progress import StudyProgress
+
+    done = protocol.start(given, settings, StudyProgress())
+    _study_done(done)
+
+
+def _study_done(run) -> None:
+    from evo_nas import protocol, study_stats
+
+    summary = protocol.outputs(run)
+    click.echo("\n".join([*study_stats.lines(summary), f"written: {run.path}/study.csv, study.json, study.html"]))
+
+
+TABLE_OPTIONS = {"space", "budget", "operators", "tie_width", "runs_dir", "name"}
+
+
+def _table_study(settings, given: dict) -> None:
     from evo_nas import study as studies
 
-    cfg = studies.StudyConfig(**{**options, "algorithms": tuple(a.strip() for a in options["algorithms"].split(","))})
-    result = studies.run_study(cfg)
-    for line in studies.summary_lines(result):
+    other = sorted(set(given) - TABLE_OPTIONS)
+    if other or given.get("space", "nb201") != "nb201":
+        raise ConfigError(f"study --table: {other[0] if other else 'space'}: applies to a study on real training, "
+                          f"not to NAS-Bench-201 lookups")
+    out = Path(given.get("runs_dir", "runs")) / given.get("name", "study")
+    cfg = studies.StudyConfig(dataset=settings.table, algorithms=settings.arms if settings.algorithms else
+                              studies.StudyConfig.algorithms, seeds=settings.seeds or 100,
+                              budget=given.get("budget", 150), out=out, first_seed=settings.first_seed,
+                              operators=given.get("operators", configs.SearchConfig.operators),
+                              noise=given.get("tie_width", 0.0))
+    for line in studies.summary_lines(studies.run_study(cfg)):
         click.echo(line)
 
 
 TRAIN_OPTIONS = ["dataset", "data_dir", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule",
                  "warmup", "grad_clip", "label_smoothing", "cuda_graph", "aux_weight", "init_channels", "depth",
-                 "auxiliary", "drop_path", "train_limit", "cpu_threads"]
+                 "auxiliary", "drop_path", "train_limit", "test_limit", "device", "cpu_threads", "seed"]
 
 
 def _train_defaults() -> dict:
@@ -326,20 +374,14 @@ def _train_defaults() -> dict:
         values = [f"{e.name} {str(e.final[name]).lower()}" for e in spaces.REGISTRY.values() if name in e.final]
         shown[name] = "; ".join(values) + " (the space's final skeleton)" if values else "none"
     shown.update(dataset="the run's, else fashion-mnist", train_limit="the whole training split",
-                 cpu_threads="this machine's cores")
+                 test_limit="the whole test split", cpu_threads="this machine's cores", device="auto", seed="0")
     return shown
 
 
 @cli.command("train")
 @click.argument("target")
 @config_options(TRAIN_OPTIONS, _train_defaults())
-@click.option("--skeleton", "skeleton_name", type=click.Choice(NAMED_SKELETONS),
-              help="a named skeleton instead of the space's final one (cells: imagenet, DARTS' ImageNet network; "
-                   "it needs images over 64 px, e.g. an npz data set)")
-@click.option("--test-limit", type=click.IntRange(min=1), help="measure on a seeded subset of the test split")
-@click.option("--device", type=click.Choice(configs.DEVICES), default="auto", show_default=True)
-@click.option("--seed", type=click.INT, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), help="output folder (default: runs/train-<name>)")
+@group_options(configs.TrainCommand)
 def train_command(target, **options):
     """Train one architecture properly (GENOME_FILE or RUN_DIR#ID), report test accuracy, export it.
 

@@ -39,7 +39,7 @@ MAXIMUM = {"population": 100_000, "offspring": 100_000, "sample": 100_000, "gene
            "budget": 10_000_000, "workers": 1024, "slots_per_gpu": 64, "cpu_threads": 4096, "sha_rungs": 16,
            "repeats": 100, "retries": 10_000, "init_channels": 4096, "depth": 1000, "stem_multiplier": 64,
            "reductions": 16, "classes": 100_000, "epochs": 100_000, "batch_size": 1 << 20,
-           "eval_batch_size": 1 << 20, "train_limit": 1 << 31, "val_limit": 1 << 31}
+           "eval_batch_size": 1 << 20, "train_limit": 1 << 31, "val_limit": 1 << 31, "test_limit": 1 << 31}
 
 
 def _positive(cfg, *names: str) -> None:
@@ -65,14 +65,16 @@ def _choices(cfg) -> None:
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = setting("fashion-mnist", "fashion-mnist, mnist, cifar10, cifar100 or npz:PATH")
-    data_dir: str | None = setting(None, "folder with the data set files")
+    data_dir: str | None = setting(None, "folder with the data set files", resumable={"run", "train"})
     val_fraction: float = setting(0.1, "share of the training set held out for validation (seeded)")
     train_limit: int | None = setting(None, "train on a seeded subset of this many images (all: none)")
     val_limit: int | None = setting(None, "validate on a seeded subset of this many images (all: none)")
+    test_limit: int | None = setting(None, "final trainings: test on a seeded subset of this many images (all: none)",
+                                     cli=False)
 
     def __post_init__(self):
         _check(0 < self.val_fraction < 1, f"val_fraction: must be between 0 and 1, got {self.val_fraction}")
-        _positive(self, "train_limit", "val_limit")
+        _positive(self, "train_limit", "val_limit", "test_limit")
         _bounded(self)
 
 
@@ -225,12 +227,17 @@ class SearchConfig:
     seed_genomes: tuple[str, ...] = setting((), "comma-separated genome files put into the first population")
     repeats: int = setting(1, "trainings of each candidate, each with its own seed; the objective is their mean "
                               "accuracy, and their spread is reported")
-    noise: float = setting(0.0, "accuracy differences below this count as ties in selection (a fraction: 0.02 is "
+    tie_width: float = setting(0.0, "accuracy differences below this count as ties in selection (a fraction: 0.02 "
                                 "2 points; 0: exact): NSGA-II compares accuracy in boxes of this width, aging's "
                                 "tournament gives near-ties to the cheaper candidate")
     fidelity: str = setting("none", "none, or sha: successive halving inside each generation", FIDELITIES)
     sha_rungs: int = setting(3, "successive-halving rungs")
     retries: int = setting(50, "attempts to breed a child never evaluated before", cli=False)
+
+    @property
+    def children(self) -> int:
+        """Children bred per generation: `offspring`, else the population (aging: a quarter of it)."""
+        return self.offspring or (max(1, self.population // 4) if self.algorithm == "aging" else self.population)
 
     def __post_init__(self):
         _choices(self)
@@ -242,7 +249,8 @@ class SearchConfig:
         _check(self.algorithm != "aging" or "accuracy" in self.objectives,
                "objectives: aging evolution optimises accuracy; keep it in the list")
         _check(0 <= self.crossover <= 1, f"crossover: must be between 0 and 1, got {self.crossover}")
-        _check(0 <= self.noise < 1, f"noise: must be at least 0 and below 1 (a fraction of accuracy), got {self.noise}")
+        _check(0 <= self.tie_width < 1,
+               f"tie_width: must be at least 0 and below 1 (a fraction of accuracy), got {self.tie_width}")
         _check(self.algorithm != "aging" or self.sample <= self.population,
                f"sample: tournament size {self.sample} exceeds the population {self.population}")
         _bounded(self)
@@ -250,8 +258,9 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class StopConfig:
-    generations: int | None = setting(None, "generations after the initial population")
-    budget: int | None = setting(None, "trained evaluations (dedup hits are free), instead of generations")
+    generations: int | None = setting(None, "generations after the initial population", resumable={"run"})
+    budget: int | None = setting(None, "trained evaluations (dedup hits are free), instead of generations",
+                                 resumable={"run"})
 
     def __post_init__(self):
         _check(self.generations is None or self.generations >= 0, "generations: must not be negative")
@@ -265,14 +274,16 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass(frozen=True)
 class BackendConfig:
-    backend: str = setting("serial", "who runs evaluations", BACKENDS)
-    workers: int | None = setting(None, "local/ray backend: worker processes (none: one per GPU, or 1)")
-    slots_per_gpu: int = setting(1, "candidates in flight per GPU")
-    ray_address: str | None = setting(None, "ray backend: cluster address")
-    device: str = setting("auto", "where candidates train", DEVICES)
+    backend: str = setting("serial", "who runs evaluations", BACKENDS, resumable={"run"})
+    workers: int | None = setting(None, "local/ray backend: worker processes (none: one per GPU, or 1)",
+                                  resumable={"run"})
+    slots_per_gpu: int = setting(1, "candidates in flight per GPU", resumable={"run"})
+    ray_address: str | None = setting(None, "ray backend: cluster address", resumable={"run"})
+    device: str = setting("auto", "where candidates train", DEVICES, resumable={"train"})
     # Float results on the CPU depend on the thread count: a run fixes it (none: this machine's
     # cores, then written to config.yaml), so results do not depend on the backend or worker.
-    cpu_threads: int | None = setting(None, "threads per CPU evaluation (none: this machine's cores)")
+    cpu_threads: int | None = setting(None, "threads per CPU evaluation (none: this machine's cores)",
+                                      resumable={"train"})
 
     def __post_init__(self):
         _choices(self)
@@ -282,10 +293,11 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class RunInfo:
-    seed: int = setting(0, "run seed: the split, the search and every evaluation's seed derive from it")
-    name: str | None = setting(None, "run name, one folder name: runs/<name> (none: space-algorithm-time)")
-    runs_dir: str = setting("runs", "where runs are written")
-    report: bool = setting(True, "refresh report.html after every generation")
+    seed: int = setting(0, "seed: everything random derives from it (the split, the search, each training)")
+    name: str | None = setting(None, "run name, one folder name: runs/<name> (none: space-algorithm-time)",
+                               resumable={"run"})
+    runs_dir: str = setting("runs", "where runs are written", resumable={"run"})
+    report: bool = setting(True, "refresh report.html after every generation", resumable={"run"})
 
     def __post_init__(self):
         _check(self.name is None or re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}", self.name) is not None,
@@ -347,6 +359,85 @@ class RunConfig:
         return self.backend.device
 
 
+# -- the settings of the commands besides `run` (each also takes the groups above it needs) -----
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """What `evonas fidelity` measures besides the proxy (which is an `evonas run`'s settings)."""
+
+    genomes: int = setting(16, "genomes sampled from the space", minimum=4)
+    from_run: str | None = setting(None, "measure this run's Pareto front instead")
+    genome_files: tuple[str, ...] = setting((), "measure these comma-separated genome files instead")
+    reference_factor: float = setting(10.0, "the reference trains on this many times the proxy's training images")
+    reference_val: int | None = setting(5000, "validation images of the reference (none: the whole split)")
+    reference: bool = setting(True, "--no-reference: the proxy's repeatability only, a quick first look")
+
+    def __post_init__(self):
+        if self.genomes < 4 or self.genomes > 1000:
+            raise ConfigError(f"genomes: a ranking needs 4 to 1000 genomes, got {self.genomes}")
+        if self.reference_factor < 1:
+            raise ConfigError(f"reference_factor: must be at least 1, got {self.reference_factor}")
+        if self.reference_val is not None and self.reference_val < 1:
+            raise ConfigError(f"reference_val: must be positive, got {self.reference_val}")
+
+
+NAMED_SKELETONS = tuple(sorted({name for entry in spaces.REGISTRY.values() for name in entry.skeletons}))
+
+
+@dataclass(frozen=True)
+class TrainCommand:
+    """`evonas train`'s own settings (its data, training, skeleton and device settings are the
+    groups above)."""
+
+    out: str | None = setting(None, "output folder (none: runs/train-<name>)")
+    skeleton_name: str | None = setting(None, "a named skeleton instead of the space's final one (cells: imagenet, "
+                                              "DARTS' ImageNet network; it needs images over 64 px, e.g. an npz "
+                                              "data set)", (None, *NAMED_SKELETONS), flag="--skeleton")
+
+
+TABLE_DATASETS = ("cifar10", "cifar100", "imagenet16-120")  # NAS-Bench-201's (nb201_table.DATASETS)
+STUDY_PRESETS = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """`evonas study`'s own settings; its searches take every `evonas run` setting besides."""
+
+    table: str | None = setting(None, "look every evaluation up in the NAS-Bench-201 table of this data set instead of "
+                                      "training (nb201; seconds on a CPU)", (None, *TABLE_DATASETS))
+    preset: str | None = setting(None, "the study's sizes: cpu (Fashion-MNIST on 2 cores, about 90 minutes a "
+                                       "space) or gpu (one 10-minute GPU call); none: the device's",
+                                 (None, *STUDY_PRESETS))
+    algorithms: tuple[str, ...] = setting((), "comma-separated algorithms to compare (none: table aging,nsga2; "
+                                              "training nsga2)")
+    random_arm: bool = setting(True, "add random search at the same budget, the honest baseline")
+    seeds: int | None = setting(None, "searches per arm (none: table 100, training the preset's)")
+    first_seed: int = setting(0, "seeds first_seed .. first_seed + seeds - 1 (tune on others than you report)")
+    returns: int | None = setting(None, "networks a search returns for the final training: its best by proxy "
+                                        "accuracy, then members of its (accuracy, params) front spread by size "
+                                        "(none: the preset's)")
+    final_epochs: int | None = setting(None, "epochs of a final training on the whole training split (none: the "
+                                             "preset's)")
+    final_images: int | None = setting(None, "final trainings on a seeded subset of this many training images (none: "
+                                             "the whole training split)")
+    baselines: bool = setting(True, "also train, by the same final protocol, the published cells (cells studies) "
+                                    "and a hand-designed conv-BN-ReLU network of the returned networks' median size")
+
+    def __post_init__(self):
+        _positive(self, "seeds", "returns", "final_epochs", "final_images")
+        _check(self.first_seed >= 0, f"first_seed: must not be negative, got {self.first_seed}")
+        bad = [a for a in self.algorithms if a not in ALGORITHMS]
+        _check(not bad, f"algorithms: choose from {', '.join(ALGORITHMS)}, got {', '.join(bad)}")
+        _check(len(set(self.algorithms)) == len(self.algorithms), "algorithms: each at most once")
+        _choices(self)
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The algorithms compared, random search last unless left out."""
+        mine = tuple(a for a in self.algorithms if a != "random")
+        return mine + ("random",) if self.random_arm or "random" in self.algorithms else mine
+
+
 # -- presets: values a run gets when neither the config file nor a flag sets them -----------
 
 # CPU: a search that finishes `make run` in minutes on 2 cores (small net, data subset). GPU:
@@ -367,9 +458,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cuda": {"population": 32, "generations": 20, "epochs": 1.0, "batch_size": 512, "train_images": 30720,
              "train_limit": None, "val_limit": None, "bn_recalibration": 2048, "lr": 0.2},
 }
-# Changing these on resume would not change which evaluations happen or what they return.
-RESUMABLE = {"generations", "budget", "backend", "workers", "slots_per_gpu", "ray_address", "report", "runs_dir",
-             "name", "data_dir"}
+# Settings that earlier versions of evonas wrote under another name: their files still read.
+RENAMED = {"noise": "tie_width"}  # "noise" now means only what `evonas fidelity` measures
+
+
+def resumable(family: str) -> set[str]:
+    """The settings a command family ("run": run, resume, fidelity; "train") may change when it
+    continues: changing them does not change what is trained or what it returns (each field's
+    `resumable` says for which families)."""
+    return {f.name for cls in GROUPS.values() for f in fields(cls) if family in f.metadata.get("resumable", ())}
+
+
+RESUMABLE = resumable("run")
 
 
 def leaves() -> dict[str, tuple[str, dataclasses.Field]]:
@@ -436,7 +536,7 @@ def flatten(data: dict[str, Any], where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: must be a mapping of settings")
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        name = str(key).replace("-", "_")
+        name = RENAMED.get(str(key).replace("-", "_"), str(key).replace("-", "_"))
         if name in GROUPS and isinstance(value, dict):
             flat.update(flatten(value, where))
         elif name == "options" and isinstance(value, dict):
@@ -474,6 +574,19 @@ def _cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def group_from(cls, values: dict[str, Any], where: str):
+    """A command's own settings group (a dataclass of `setting` fields) from given values, each
+    coerced to its field's type; errors name `where` and the setting."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: {unknown[0]}: unknown setting")
+    try:
+        return cls(**{name: _coerce(known[name], value, where) for name, value in values.items()})
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
 def to_dict(cfg: RunConfig) -> dict[str, dict[str, Any]]:
     """The nested form config.yaml holds: one section per group, every value concrete."""
     return {group: {f.name: _plain(getattr(getattr(cfg, group), f.name)) for f in fields(getattr(cfg, group))}
@@ -509,6 +622,7 @@ def results_part(cfg: RunConfig) -> dict[str, Any]:
 def resume_changes(old: dict[str, Any], new: RunConfig) -> list[str]:
     """Settings whose value differs from `old` (a results_part) and would change the results."""
     mine = results_part(new)
+    old = {RENAMED.get(k, k): v for k, v in old.items()}
     return [k for k in sorted(set(old) | set(mine)) if old.get(k) != mine.get(k)]
 
 

@@ -14,37 +14,41 @@ import importlib.util
 import json
 import platform
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from evo_nas import config as configs
 from evo_nas import spaces
 from evo_nas.build import build
 from evo_nas.checkpoint import load_model, load_state, read_info, save_checkpoint, save_model
-from evo_nas.config import FULL_TRAINING, Skeleton, TrainConfig, flat_config
+from evo_nas.config import FULL_TRAINING, DataConfig, Skeleton, TrainConfig, flat_config
 from evo_nas.errors import ConfigError, Interrupted, RunDirError, UserError
 from evo_nas.evaluate.count import count_macs, count_params
-from evo_nas.evaluate.data import load_dataset, subset
-from evo_nas.evaluate.device_data import on_device
+from evo_nas.evaluate.data import cached_dataset
+from evo_nas.evaluate.device_data import load_data
 from evo_nas.evaluate.devices import available, torch_device
 from evo_nas.evaluate.engine import Trainer, TrainingFailed, evaluate, lr_factor
 from evo_nas.exporting import ONNX_OPSET, export_onnx, onnx_parity
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import dumps, load_genome
+from evo_nas.records import Result, Status
 from evo_nas.spaces import parse_genome
 from evo_nas.store import RunDir
 
 RECIPE = FULL_TRAINING  # config.py says why these numbers
-SKELETON_OPTIONS = ("init_channels", "depth", "auxiliary", "drop_path")
+SKELETON_OPTIONS = ("init_channels", "depth", "auxiliary", "drop_path")  # evonas train's options
+SKELETON_FIELDS = (*SKELETON_OPTIONS, "stem", "stem_multiplier", "reductions", "dropout")  # a study sets them all
 # Settings that may differ when a training is resumed: they do not change its result.
 # (On a CPU the thread count changes the float rounding: a bit-identical resume needs the same one.)
-RESUMABLE = {"origin", "out", "data_dir", "device", "test_every", "cpu_threads"}
+RESUMABLE = configs.resumable("train") | {"origin", "out", "test_every"}
+NOT_USED = {"val_fraction", "val_limit"}  # a final training has no validation split
 TIMING_KEYS = ("wall_time", "train_seconds", "images_per_s", "seconds")  # metrics that differ run to run
 
 
@@ -55,18 +59,15 @@ class FullTrainConfig:
     genome: Genome
     origin: str  # what was asked for: a genome file or RUN_DIR#ID (the genome's source says more)
     out: str  # the output folder
-    dataset: str = "fashion-mnist"  # the search default; any name `evonas run` accepts
-    data_dir: str | None = None
+    data: DataConfig = DataConfig()  # fashion-mnist, the search default; train_limit, test_limit: subsets
     train: TrainConfig = RECIPE
-    skeleton: dict = field(default_factory=dict)  # SKELETON_OPTIONS given; the rest: the space's final skeleton
+    skeleton: dict = field(default_factory=dict)  # SKELETON_FIELDS given; the rest: the space's final skeleton
     skeleton_name: str | None = None  # a named skeleton of the space (its entry's `skeletons`) instead of the final
     genome_hparams: bool = True  # use the genome's own lr, weight decay, optimizer, dropout if it has them
     device: str = "auto"  # auto: CUDA when torch sees a GPU
     cpu_threads: int | None = None  # CPU training threads (None: this machine's cores)
     seed: int = 0  # model initialisation, data order, augmentation, dropout, drop path
     test_every: int = 1  # measure the test split every this many epochs, for the log only
-    train_limit: int | None = None  # train on a seeded subset of this many images (quick trials)
-    test_limit: int | None = None  # measure on a seeded subset of the test split
     onnx: bool = True  # write model.onnx (and check it against torch when onnxruntime is there)
 
     def __post_init__(self):
@@ -75,15 +76,13 @@ class FullTrainConfig:
             raise ConfigError(f"train config: {entry.name} genomes have no skeleton {self.skeleton_name!r} "
                               f"(theirs: {', '.join(entry.skeletons) or 'none'})")
         for name, value in self.skeleton.items():
-            if name not in SKELETON_OPTIONS:
+            if name not in SKELETON_FIELDS:
                 raise ConfigError(f"train config: unknown skeleton setting {name}")
             if value and name not in entry.skeleton_fields:
                 raise ConfigError(f"train config: {name.replace('_', '-')} does not apply to {entry.name} genomes")
         checks = [(self.train.epochs >= 1 and float(self.train.epochs).is_integer(),
                    f"epochs must be a whole number >= 1 (a checkpoint follows each epoch), got {self.train.epochs}"),
                   (self.test_every >= 1, "test_every must be >= 1"),
-                  (self.train_limit is None or self.train_limit >= 1, "train_limit must be >= 1"),
-                  (self.test_limit is None or self.test_limit >= 1, "test_limit must be >= 1"),
                   (self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda")]
         for ok, message in checks:
             if not ok:
@@ -111,7 +110,7 @@ class FullTrainConfig:
         """The final skeleton of the genome's space, or the named one (its data set's shape aside)."""
         entry = spaces.of(self.genome)
         if self.skeleton_name is None:
-            return {k: v for k, v in entry.final.items() if k in SKELETON_OPTIONS}
+            return {k: v for k, v in entry.final.items() if k in SKELETON_FIELDS}
         return {k: v for k, v in entry.skeletons[self.skeleton_name].items() if k not in ("input_shape", "classes")}
 
     def hparams(self):
@@ -122,13 +121,15 @@ def to_json(cfg: FullTrainConfig) -> dict:
     out = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
     out["genome"] = cfg.genome.to_dict()
     out["train"] = dataclasses.asdict(cfg.train)
+    out["data"] = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in NOT_USED}
     return out
 
 
 def results_part(cfg: FullTrainConfig) -> dict:
-    """The settings the trained model depends on: all but RESUMABLE; the genome without its
-    name and source (the same network from a file or from a run is the same training)."""
+    """The settings the trained model depends on: all but the resumable ones; the genome without
+    its name and source (the same network from a file or from a run is the same training)."""
     data = {k: v for k, v in to_json(cfg).items() if k not in RESUMABLE}
+    data["data"] = {k: v for k, v in data["data"].items() if k not in RESUMABLE}
     data["genome"] = cfg.genome.anonymous().to_dict()
     return data
 
@@ -145,6 +146,7 @@ def config_from_options(target: str, options: dict) -> FullTrainConfig:
     if "data_dir" not in given and dataset == run_config.get("dataset") and run_config.get("data_dir"):
         given["data_dir"] = run_config["data_dir"]
     out = given.pop("out", None) or str(Path("runs") / f"train-{name}")
+    data = {k: given.pop(k) for k in list(given) if k in {f.name for f in fields(DataConfig)}}
     train = {k: given.pop(k) for k in list(given) if k in {f.name for f in fields(TrainConfig)}}
     skeleton = {k: given.pop(k) for k in list(given) if k in SKELETON_OPTIONS}
     unknown = sorted(set(given) - {f.name for f in fields(FullTrainConfig)})
@@ -152,10 +154,10 @@ def config_from_options(target: str, options: dict) -> FullTrainConfig:
         raise ConfigError(f"train: unknown option {unknown[0]}")
     try:
         recipe = dataclasses.replace(RECIPE, **train)
+        data = DataConfig(dataset=dataset, **data)
     except ConfigError as err:
         raise ConfigError(f"train config: {err}") from None
-    return FullTrainConfig(genome=genome, origin=target, out=out, dataset=dataset, train=recipe, skeleton=skeleton,
-                           **given)
+    return FullTrainConfig(genome=genome, origin=target, out=out, data=data, train=recipe, skeleton=skeleton, **given)
 
 
 def resolve_target(target: str) -> tuple[Genome, dict | None, str]:
@@ -294,9 +296,9 @@ def open_out(out: Path, cfg: FullTrainConfig) -> dict | None:
 
 
 def _flat(data: dict) -> dict:
-    """The config's train and skeleton settings beside the others, for comparison by name."""
-    out = {k: v for k, v in data.items() if k not in ("train", "skeleton")}
-    return {**out, **data.get("train", {}), **data.get("skeleton", {})}
+    """The config's data, train and skeleton settings beside the others, for comparison by name."""
+    out = {k: v for k, v in data.items() if k not in ("data", "train", "skeleton")}
+    return {**out, **data.get("data", {}), **data.get("train", {}), **data.get("skeleton", {})}
 
 
 def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, on_steps) -> FullTrainResult:
@@ -306,7 +308,7 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
     device = torch_device(available(cfg.device))
     if device.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
-    dataset = load_dataset(cfg.dataset, cfg.data_dir)
+    dataset = cached_dataset(cfg.data.dataset, cfg.data.data_dir)
     skeleton = cfg.skeleton_for(dataset.input_shape, dataset.classes)
     torch.manual_seed(cfg.seed)  # weight initialisation (a resumed run loads the weights over it)
     model = build(cfg.genome, skeleton)
@@ -316,7 +318,7 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
     except OSError as err:
         raise RunDirError(f"{out}: cannot create the output folder ({err.strerror})") from None
     atomic_write(out / "genome.yaml", dumps(cfg.genome))
-    train_data, test_data = device_data(dataset, cfg, device)
+    train_data, test_data = (load_data(cfg.data, cfg.seed, device, part) for part in ("trainval", "test"))
     state = load_state(out / "checkpoint.safetensors", saved) if saved is not None else None
     guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     with guard:
@@ -330,21 +332,6 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
                        onnx, device, wall)
     atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return _result(out, metrics, resumed_from=saved["epoch"] if saved else 0)
-
-
-def device_data(dataset, cfg: FullTrainConfig, device):
-    """The training split (all of it, or a seeded subset) and the test split, on the device.
-    Training images in bf16 on CUDA (as the search; they are trained under bf16 autocast), the
-    test images in float32 everywhere: the final accuracy is the float32 model's."""
-    train_idx = test_idx = None
-    if cfg.train_limit:
-        train_idx = subset(np.arange(len(dataset.y_train)), cfg.train_limit, cfg.seed)
-    if cfg.test_limit:
-        if dataset.y_test is None:
-            raise ConfigError(f"{dataset.name}: has no test split to measure on")
-        test_idx = subset(np.arange(len(dataset.y_test)), cfg.test_limit, cfg.seed + 1)
-    return (on_device(dataset, train_idx, device),
-            on_device(dataset, test_idx, device, part="test", dtype=torch.float32, flip=False))
 
 
 # -- the epoch loop ---------------------------------------------------------------------------------
@@ -404,7 +391,7 @@ def _lr_factor(cfg: FullTrainConfig, trainer, step: int) -> float:
 
 def _start_line(cfg: FullTrainConfig, device, epoch: int, counts: dict, images: int) -> str:
     where = f"resuming after epoch {epoch}" if epoch else "from scratch"
-    return (f"training {cfg.genome.name or cfg.origin} on {cfg.dataset} ({images:,} images) on {device}, "
+    return (f"training {cfg.genome.name or cfg.origin} on {cfg.data.dataset} ({images:,} images) on {device}, "
             f"{cfg.epochs} epochs, {counts['params']:,} params, {counts['macs']:,} MACs: {where}; "
             f"checkpoints in {cfg.out}")
 
@@ -421,6 +408,79 @@ def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+# -- the final protocol of a study: one training per request ----------------------------------------
+
+@dataclass(frozen=True)
+class FinalSettings:
+    """How a study trains every network it compares: the same data, recipe and device for all,
+    each network in its space's proxy skeleton (`skeletons`: space -> skeleton fields), one
+    output folder (checkpoints, metrics) per training under `root`. Picklable."""
+
+    data: DataConfig
+    train: TrainConfig
+    skeletons: dict
+    device: str
+    cpu_threads: int | None
+    root: str
+
+    @classmethod
+    def of(cls, plan, root: Path) -> FinalSettings:
+        """A study plan's final protocol: its data set, whole (the test split: once, at the end);
+        its proxy's recipe for final_epochs; the proxy skeleton of every space it trains."""
+        from evo_nas import runner
+
+        common = {k: v for k, v in plan.options.items() if configs.leaves()[k][0] in ("data", "train", "backend")}
+        cfg = runner.plan({**plan.options, "name": "final"})
+        skeletons = {}
+        for name in spaces.REGISTRY:
+            proxy = cfg if name == cfg.space.space else runner.plan({**common, "space": name, "name": "final"})
+            skeletons[name] = {k: getattr(proxy.skeleton, k) for k in SKELETON_FIELDS
+                               if k in spaces.entry(name).skeleton_fields}
+        data = dataclasses.replace(cfg.data, train_limit=plan.settings.final_images, val_limit=None)
+        train = dataclasses.replace(cfg.train, epochs=plan.settings.final_epochs, train_images=None, time_limit=0.0)
+        return cls(data, train, skeletons, cfg.device, cfg.backend.cpu_threads, str(root))
+
+    def config(self, request) -> FullTrainConfig:
+        return FullTrainConfig(genome=request.genome, origin=request.operator, out=str(Path(self.root) /
+                               f"{request.id:04d}"), data=self.data, train=self.train,
+                               skeleton=self.skeletons[request.genome.space], device=self.device,
+                               cpu_threads=self.cpu_threads, seed=request.seed, onnx=False)
+
+    def skeleton_of(self, genome: Genome) -> Skeleton:
+        from evo_nas.evaluate.data import cached_dataset
+
+        dataset = cached_dataset(self.data.dataset, self.data.data_dir)
+        return FullTrainConfig(genome=genome, origin="", out="", skeleton=self.skeletons[genome.space]).skeleton_for(
+            dataset.input_shape, dataset.classes)
+
+
+class FinalEvaluator:
+    """A journaled evaluator's callable for final trainings: `evonas train`'s run of one request
+    (its folder keeps a checkpoint per epoch, so a stopped study continues mid-training); a
+    training that diverges or runs out of memory is a failed Result."""
+
+    def __init__(self, settings: FinalSettings):
+        self.settings = settings
+
+    def __call__(self, request) -> Result:
+        from evo_nas.evaluate.evaluator import describe_error
+
+        start = time.perf_counter()
+        cfg = self.settings.config(request)
+        if not (Path(cfg.out) / "checkpoint.safetensors").is_file():
+            shutil.rmtree(cfg.out, ignore_errors=True)  # the study's own folder, stopped before its first epoch ended
+        try:
+            done = run(cfg, log=None)
+        except UserError as err:
+            return Result(Status.FAILED, error=str(err), wall_time=round(time.perf_counter() - start, 3))
+        except Exception as err:  # noqa: BLE001 - a candidate's failure is data
+            return Result(Status.FAILED, error=describe_error(err), wall_time=round(time.perf_counter() - start, 3))
+        m = done.metrics
+        return Result(Status.OK, test_accuracy=done.test_accuracy, macs=done.macs, params=done.params,
+                      train_loss=m["history"][-1]["train_loss"], epochs=done.epochs, device=m["device"],
+                      path=m["path"], wall_time=m["wall_time"], images_per_s=m["images_per_s"])
 
 
 # -- the model, exported --------------------------------------------------------------------------
@@ -444,7 +504,7 @@ def _metrics(cfg, skeleton, counts, trainer, history, seconds, accuracy: float, 
     images = cfg.epochs * trainer.per_epoch * trainer.batch
     paths = sorted({h["path"] for h in history})
     return {"name": cfg.genome.name or cfg.origin, "space": cfg.genome.space, "origin": cfg.origin,
-            "dataset": cfg.dataset, "test_accuracy": accuracy, "test_images": test_images,
+            "dataset": cfg.data.dataset, "test_accuracy": accuracy, "test_images": test_images,
             "train_images": train_images, "params": counts["params"], "macs": counts["macs"],
             "epochs": cfg.epochs, "skeleton": dataclasses.asdict(skeleton), "settings": cfg.settings(),
             "optimizer": trainer.optimizer_name, "peak_lr": trainer.peak, "weight_decay": trainer.weight_decay,

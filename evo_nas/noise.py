@@ -19,7 +19,7 @@ from evo_nas import config as configs
 
 SHIPPED = Path(__file__).parent / "data" / "fidelity"
 PROXY_GROUPS = {"space", "space.options", "data", "skeleton", "train"}
-NOT_PROXY = {"data_dir"}  # where the data lie does not change what it is
+NOT_PROXY = {"data_dir", "test_limit"}  # where the data lie, and the test split, do not change what it is
 Z95 = 1.96
 
 

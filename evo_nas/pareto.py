@@ -23,14 +23,14 @@ def to_minimise(name: str, value: float) -> float:
     return 1.0 - value if name in MAXIMISED else float(value)
 
 
-def vector(result, objectives: Sequence[str], noise: float = 0.0) -> Vector:
+def vector(result, objectives: Sequence[str], tie_width: float = 0.0) -> Vector:
     """A result's objective vector (all minimised); None and failures are worst in everything.
-    With a noise level, accuracy is counted in boxes of that width (epsilon-box dominance,
+    With a tie width, accuracy is counted in boxes of that width (epsilon-box dominance,
     Laumanns et al. 2002): accuracies in one box tie, and the other objectives decide."""
     if result is None or not result.ok:
         return tuple(math.inf for _ in objectives)
-    return tuple(to_minimise(name, _boxed(getattr(result, name), noise) if name in MAXIMISED else getattr(result, name))
-                 for name in objectives)
+    return tuple(to_minimise(name, _boxed(getattr(result, name), tie_width) if name in MAXIMISED
+                             else getattr(result, name)) for name in objectives)
 
 
 def _boxed(value: float, width: float) -> float:

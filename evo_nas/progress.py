@@ -5,6 +5,7 @@ from the evaluations so far. The display only reads the run's state (a runner.Jo
 
 from __future__ import annotations
 
+import statistics
 import time
 
 from evo_nas import config as configs
@@ -121,6 +122,81 @@ def _clock(seconds: float) -> str:
 def noise_line(cfg) -> str:
     """What the proxy's accuracy differences mean, where evonas has measured it (noise.py)."""
     return noise.statement(configs.flat(cfg), cfg.run.runs_dir, cfg.search.repeats)
+
+
+class StudyProgress:
+    """`evonas study`'s progress: a line per stage (each search, the final trainings), each with the
+    share of the study's planned work done and an ETA; every search shows its own lines under
+    its stage (a plain Progress). The work is counted in evaluations at the proxy: a final
+    training weighs as many as it trains images (final images / proxy images), refined from the
+    seconds measured once one has finished."""
+
+    def __init__(self, console=None):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.started = time.monotonic()
+        self.evaluation_seconds: list[float] = []
+        self.final_seconds: list[float] = []
+        self.done_units = self.total_units = 0.0
+        self.weight = 20.0  # a final training, in proxy evaluations, until measured
+
+    def start(self, plan) -> None:
+        s = plan.settings
+        self.per_search = int(plan.options["budget"])
+        published = 3 if plan.options.get("space", "cells") == "cells" else 0
+        finals = len(plan.searches()) * s.returns + (1 + published if s.baselines else 0)
+        self.finals_planned = finals
+        self.total_units = len(plan.searches()) * self.per_search + finals * self.weight
+        self.console.print(f"[bold]evonas study[/] {', '.join(plan.arms)} x {s.seeds} seeds, {self.per_search} "
+                           f"evaluations a search, then about {finals} final trainings -> {plan.path}")
+
+    def for_search(self) -> Progress:
+        return _StudySearch(self, console=self.console, live=False)
+
+    def stage(self, text: str, planned: int | None = None) -> None:
+        self.console.print(f"[bold]study[/] {self._fraction():.0%} done, ETA {_clock(self._eta())}: {text}",
+                           highlight=False)
+
+    def done(self, text: str, seconds: float) -> None:
+        pass
+
+    def evaluation(self, record) -> None:
+        if record.trained and record.wall_time:
+            self.evaluation_seconds.append(record.wall_time)
+        self.done_units += record.trained
+
+    def final_done(self, record) -> None:
+        if record.wall_time:
+            self.final_seconds.append(record.wall_time)
+        if self.evaluation_seconds and self.final_seconds:
+            self.weight = statistics.fmean(self.final_seconds) / statistics.fmean(self.evaluation_seconds)
+        self.done_units += self.weight
+        accuracy = f"test {record.test_accuracy:.4f}" if record.ok else f"{record.status}: {record.error}"
+        self.console.print(f"  final training #{record.id} ({record.operator}): {accuracy}  "
+                           f"[study {self._fraction():.0%}, ETA {_clock(self._eta())}]", highlight=False)
+
+    def _fraction(self) -> float:
+        return min(1.0, self.done_units / self.total_units) if self.total_units else 0.0
+
+    def _eta(self) -> float:
+        f = self._fraction()
+        return (time.monotonic() - self.started) * (1 - f) / f if f > 0 else float("nan")
+
+    def stop(self) -> None:
+        pass
+
+
+class _StudySearch(Progress):
+    """A search's plain progress lines, which also count towards its study's."""
+
+    def __init__(self, study: StudyProgress, **kw):
+        super().__init__(**kw)
+        self.study = study
+
+    def evaluation_done(self, job, record) -> None:
+        self.study.evaluation(record)
+        super().evaluation_done(job, record)
 
 
 class EpochBar:

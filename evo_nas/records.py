@@ -37,6 +37,7 @@ class Result:
 
     status: Status
     accuracy: float | None = None  # validation accuracy, a fraction
+    test_accuracy: float | None = None  # a final training's accuracy on the test split (the only use of it)
     macs: int | None = None  # multiply-adds per image
     params: int | None = None  # trainable parameters, auxiliary head excluded
     train_loss: float | None = None
@@ -69,6 +70,7 @@ class Result:
 
 RESULT_FIELDS = tuple(f.name for f in fields(Result))
 TIMING_FIELDS = ("wall_time", "images_per_s", "finished")  # differ between otherwise identical runs
+PROXY = None  # the `fidelity` of a run's own evaluations: its proxy training
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class Record:
     cache_of: int | None = None  # the evaluation whose result this network already had
     finished: str | None = None  # local time the line was written
     repeat: int | None = None  # which of the R trainings of `--repeats R` (None: R = 1)
+    # Which evaluator measured it: PROXY (None), the run's own proxy; or a name such as
+    # "reference" (evonas fidelity) or "final" (evonas study's final trainings).
+    fidelity: str | None = PROXY
     extra: dict = field(default_factory=dict, compare=False)  # fields of other versions, kept as read
 
     @property
@@ -101,6 +106,11 @@ class Record:
         """Whether it trained a network (budget counts these): not a cache hit, not infeasible."""
         return self.cache_of is None and self.result.status is not Status.INFEASIBLE and not self.repeat
 
+    @property
+    def slot(self) -> tuple:
+        """What the journal holds once per evaluation: (id, rung, repeat, fidelity)."""
+        return self.id, self.rung, self.repeat, self.fidelity
+
     def __getattr__(self, name: str):  # record.accuracy, record.macs, ...: its result's
         if name in RESULT_FIELDS:
             return getattr(self.result, name)
@@ -110,7 +120,7 @@ class Record:
         out = {"id": self.id, "rung": self.rung, "generation": self.generation, "key": self.key,
                "genome": self.genome.to_dict(), "parents": list(self.parents), "operator": self.operator,
                **self.extra, **self.result.to_json()}
-        for name in ("cache_of", "finished", "repeat"):
+        for name in ("cache_of", "finished", "repeat", "fidelity"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out
@@ -134,20 +144,25 @@ class Record:
             if d.get(name) is not None and not _is_int(d[name]):
                 raise ValueError(f"{name} must be an integer, got {d[name]!r}")
         result = Result.from_json(d)
-        if result.ok and not all(_is_number(getattr(result, k)) for k in ("accuracy", "macs", "params")):
+        measured = _is_number(result.accuracy) or _is_number(result.test_accuracy)
+        if result.ok and not (measured and _is_number(result.macs) and _is_number(result.params)):
             raise ValueError("a successful evaluation without accuracy, macs and params")
-        for name in ("accuracy", "macs", "params", "train_loss", "epochs", "wall_time", "images_per_s"):
+        if d.get("fidelity") is not None and not isinstance(d["fidelity"], str):
+            raise ValueError("fidelity must be a name")
+        for name in ("accuracy", "test_accuracy", "macs", "params", "train_loss", "epochs", "wall_time",
+                     "images_per_s"):
             if getattr(result, name) is not None and not _is_number(getattr(result, name)):
                 raise ValueError(f"{name} must be a number")
         parents = d.get("parents") or ()
         if not isinstance(parents, list | tuple) or not all(_is_int(p) for p in parents):
             raise ValueError("parents must be a list of ids")
         known = {"id", "rung", "generation", "key", "genome", "parents", "operator", "cache_of", "finished",
-                 "repeat", *RESULT_FIELDS}
+                 "repeat", "fidelity", *RESULT_FIELDS}
         return cls(id=d["id"], generation=d["generation"], genome=parse_genome(d.get("genome"), "genome"),
                    key=str(d.get("key", "")), result=result, rung=d.get("rung", 0), parents=tuple(parents),
                    operator=str(d.get("operator", "")), cache_of=d.get("cache_of"), finished=d.get("finished"),
-                   repeat=d.get("repeat"), extra={k: v for k, v in d.items() if k not in known})
+                   repeat=d.get("repeat"), fidelity=d.get("fidelity"),
+                   extra={k: v for k, v in d.items() if k not in known})
 
 
 def _is_int(x: object) -> bool:
@@ -197,16 +212,27 @@ def _mean(values, digits: int | None) -> float | None:
 
 
 class History:
-    """Every record of a run, replayed once; answers final(id), by_key(key), front(objectives)."""
+    """Every record of a run, replayed once; answers final(id), by_key(key), front(objectives)
+    about the evaluations of one fidelity (the run's own proxy unless told), and keeps the
+    records of other fidelities for `of`."""
 
-    def __init__(self, records: Iterable[Record] = ()):
-        self.records: list[Record] = []
+    def __init__(self, records: Iterable[Record] = (), fidelity: str | None = PROXY):
+        self.fidelity = fidelity
+        self.records: list[Record] = []  # of this fidelity, in the order written
+        self.others: list[Record] = []  # of other fidelities
         self._rungs: dict[int, dict[int, list[Record]]] = {}  # id -> rung -> its records (repeats)
         self._first: dict[str, int] = {}  # canonical key -> id of its first evaluation
         for record in records:
             self.add(record)
 
+    def of(self, fidelity: str | None) -> History:
+        """The same journal, answering about the evaluations of another fidelity."""
+        return History(self.records + self.others, fidelity)
+
     def add(self, record: Record) -> None:
+        if record.fidelity != self.fidelity:
+            self.others.append(record)
+            return
         self.records.append(record)
         self._rungs.setdefault(record.id, {}).setdefault(record.rung, []).append(record)
         if record.cache_of is None:

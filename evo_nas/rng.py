@@ -13,6 +13,12 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def eval_seed(run_seed: int, individual_id: int, repeat: int | None = None) -> int:
+    """Each evaluation's own seed: stable across backends, workers and resumes; the first of
+    several repeats has the seed a single evaluation has."""
+    return derive_seed(run_seed, individual_id) if not repeat else derive_seed(run_seed, individual_id, repeat)
+
+
 def state_to_json(rng: random.Random) -> list:
     version, internal, gauss = rng.getstate()
     return [version, list(internal), gauss]

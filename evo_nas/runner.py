@@ -21,12 +21,13 @@ import yaml
 from evo_nas import algorithms, backends, pareto
 from evo_nas import config as configs
 from evo_nas.config import RunConfig
-from evo_nas.errors import ConfigError, Interrupted, RunDirError, SearchFailed
+from evo_nas.errors import ConfigError, Interrupted, SearchFailed
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import load_genome
-from evo_nas.records import History, Record, Status
-from evo_nas.rng import state_from_json, state_to_json
+from evo_nas.journaled import Journaled, Request
+from evo_nas.records import PROXY, History, Record, Status
+from evo_nas.rng import eval_seed, state_from_json, state_to_json
 from evo_nas.search import Archive, Individual, Search, State, Termination
 from evo_nas.spaces.base import SearchSpace
 from evo_nas.store import RunDir, history_frame, write_csv
@@ -53,8 +54,7 @@ def estimate(cfg: RunConfig) -> dict:
     """How much work a run plans: candidates, trainings (repeats and successive-halving rungs
     counted) and training images, at most (dedup can only make it less)."""
     termination = Termination.of(cfg.stop, cfg.search)
-    per_generation = cfg.search.offspring or (cfg.search.population if cfg.search.algorithm != "aging"
-                                              else max(1, cfg.search.population // 4))
+    per_generation = cfg.search.children
     candidates = cfg.stop.budget if cfg.stop.budget is not None else cfg.search.population + per_generation * (
         cfg.stop.generations or 0)
     if cfg.stop.budget is not None and cfg.stop.generations is not None:
@@ -229,15 +229,19 @@ def drive(cfg: RunConfig, run: RunDir, history: History, snapshot: dict | None, 
 
 class Job:
     """One run being searched: its Search, built from the config, the journal and the last
-    snapshot. Its evaluate() is the Search's: dedup through the archive, replay of journal
-    records, successive halving, the backend's map, and a journal line per result."""
+    snapshot. Its evaluate() is the Search's: dedup through the archive, successive halving and
+    repeats, then the journaled evaluator (replay of journal records, the backend's map, a
+    journal line per result)."""
 
     def __init__(self, cfg: RunConfig, run: RunDir, history: History, snapshot: dict | None, space: SearchSpace,
                  seeds: list[Genome], backend, evaluator, progress=None):
-        self.cfg, self.run, self.backend, self.evaluator, self.progress = cfg, run, backend, evaluator, progress
+        self.cfg, self.run, self.progress = cfg, run, progress
         next_id = snapshot["next_id"] if snapshot is not None else 0
         self.history = History(r for r in history.records if r.id < next_id)
-        self.replay = {(r.id, r.rung, r.repeat): r for r in history.records if r.id >= next_id}  # not reached yet
+        self.journaled = Journaled(run, backend, {PROXY: evaluator}, self.history,
+                                   replay=[r for r in history.records if r.id >= next_id],  # not reached yet
+                                   on_record=progress and (lambda record: progress.evaluation_done(self, record)),
+                                   on_steps=progress and (lambda steps: progress.steps_done(self, steps)))
         archive = _restored_archive(space, next_id, self.history)
         rng = random.Random(cfg.seed)
         if snapshot is not None:
@@ -253,74 +257,41 @@ class Job:
 
     # -- Search.evaluate -----------------------------------------------------------------
     def evaluate(self, individuals: list[Individual]) -> None:
-        self._evaluate(individuals)
-        self.generation_results += [ind.result for ind in individuals]
-
-    def _evaluate(self, individuals: list[Individual]) -> None:
         archive = self.search.archive
-        self._check_replay(individuals)
         cached, fresh, twins = archive.split(individuals)
         for ind in cached:
             self._serve(ind)
         rungs = self.cfg.search.sha_rungs if self.cfg.search.fidelity == "sha" else 1
         alive = fresh
         for rung in range(rungs):
-            self._run_rung(alive, rung, rungs)
+            self._train(alive, rung, rungs)
             if rung + 1 < rungs:
-                alive = _better_half(alive, self.cfg.search.objectives, self.cfg.search.noise)
+                alive = _better_half(alive, self.cfg.search.objectives, self.cfg.search.tie_width)
         for ind in fresh:  # first evaluations of their networks: the cache from now on
             archive.remember(ind, fresh=True)
         for ind in twins:
             self._serve(ind)
+        self.generation_results += [ind.result for ind in individuals]
 
-    def _check_replay(self, individuals: list[Individual]) -> None:
-        for ind in individuals:
-            replayed = self.replay.get((ind.id, 0, _repeats(self.cfg.search.repeats)[0]))
-            if replayed is not None and replayed.key != ind.key:
-                raise RunDirError(f"{self.run.path}: the journal disagrees with this run at evaluation {ind.id} "
-                                  f"(was evonas or the config changed?); start a new run")
-
-    def _run_rung(self, individuals: list[Individual], rung: int, rungs: int) -> None:
-        from evo_nas.evaluate.evaluator import Task, eval_seed
-
+    def _train(self, individuals: list[Individual], rung: int, rungs: int) -> None:
+        """One successive-halving rung (the only one without halving): every repeat of each."""
         epochs = self.cfg.train.epochs * 2.0 ** (rung - rungs + 1)  # halving: ..., 1/4, 1/2, 1 of the budget
-        todo = []
-        for ind in individuals:
-            for repeat in _repeats(self.cfg.search.repeats):
-                replayed = self.replay.pop((ind.id, rung, repeat), None)
-                if replayed is not None:
-                    self._finish(ind, replayed, write=False)
-                else:
-                    todo.append((ind, repeat))
-        tasks = [Task(ind.id, ind.genome, eval_seed(self.cfg.seed, ind.id, repeat), epochs, rung)
-                 for ind, repeat in todo]
-        if self.progress is not None:
-            self.backend.on_steps = lambda steps: self.progress.steps_done(
-                self, {todo[i][0].id: done for i, done in steps.items()})
-        for i, result in self.backend.map(self.evaluator, tasks):
-            ind, repeat = todo[i]
-            self._finish(ind, _record(ind, result, rung, repeat=repeat), write=True)
+        self.journaled.evaluate([_request(ind, self.cfg.seed, rung, repeat, epochs) for ind in individuals
+                                 for repeat in _repeats(self.cfg.search.repeats)])
         for ind in individuals:  # its result: the rung's trainings combined
             ind.result = self.history.final(ind.id).result
 
     def _serve(self, ind: Individual) -> None:
         """A network evaluated before: reuse its result, and record that we did."""
-        record = self.replay.pop((ind.id, 0, None), None)
+        original = self.history.by_key(ind.key)
+        request = _request(ind, self.cfg.seed, original.rung)
+        record = self.journaled.replayed(request)
         if record is None:
-            original = self.history.by_key(ind.key)
-            result = dataclasses.replace(original.result, wall_time=0.0, images_per_s=None)
-            self._finish(ind, _record(ind, result, original.rung, cache_of=original.id), write=True)
-        else:
-            self._finish(ind, record, write=False)
-        self.search.archive.remember(ind, fresh=False)
-
-    def _finish(self, ind: Individual, record: Record, write: bool) -> None:
-        if write:
-            self.run.append(record)
+            record = request.record(dataclasses.replace(original.result, wall_time=0.0, images_per_s=None),
+                                    cache_of=original.id)
+            self.journaled.add(record)
         ind.result = record.result
-        self.history.add(record)
-        if self.progress is not None:
-            self.progress.evaluation_done(self, record)
+        self.search.archive.remember(ind, fresh=False)
 
     # -- after each generation -----------------------------------------------------------
     def checkpoint(self, state: State) -> None:
@@ -368,22 +339,20 @@ def _all_failed(generation: int, results: list, path: Path) -> str:
             f"`evonas resume {path}`")
 
 
-def _better_half(individuals: list[Individual], objectives, noise: float) -> list[Individual]:
+def _better_half(individuals: list[Individual], objectives, tie_width: float) -> list[Individual]:
     """Successive halving: the better half by Pareto rank (then crowding) goes on training."""
     ok = [ind for ind in individuals if ind.ok]
-    keep = pareto.select_nsga2(algorithms.vectors(ok, objectives, noise), math.ceil(len(individuals) / 2))
+    keep = pareto.select_nsga2(algorithms.vectors(ok, objectives, tie_width), math.ceil(len(individuals) / 2))
     return [ok[i] for i in sorted(keep)]
 
 
-def _record(ind: Individual, result, rung: int = 0, cache_of: int | None = None, repeat: int | None = None) -> Record:
-    return Record(ind.id, ind.generation, ind.genome, ind.key, result, rung, ind.parents, ind.operator,
-                  cache_of=cache_of, finished=_now(), repeat=repeat)
+def _request(ind: Individual, run_seed: int, rung: int, repeat: int | None = None,
+             epochs: float | None = None) -> Request:
+    return Request(ind.id, ind.genome, eval_seed(run_seed, ind.id, repeat), epochs, rung, ind.key, repeat,
+                   generation=ind.generation, parents=ind.parents, operator=ind.operator)
 
 
 def _repeats(count: int) -> list[int | None]:
     """The `repeat` of each training of a candidate: None alone, 0..R-1 for R > 1."""
     return [None] if count == 1 else list(range(count))
 
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")

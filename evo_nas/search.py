@@ -98,7 +98,7 @@ class Termination:
 
     @classmethod
     def of(cls, stop: StopConfig, search: SearchConfig) -> Termination:
-        per_generation = search.offspring or search.population
+        per_generation = search.children
         planned = stop.budget if stop.budget is not None else search.population + per_generation * (stop.generations
                                                                                                      or 0)
         return cls(stop.generations, stop.budget, MAX_INDIVIDUALS_FACTOR * max(planned, 1))

@@ -9,6 +9,7 @@ import math
 import random
 import statistics
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
@@ -72,7 +73,49 @@ def bootstrap(statistic: Callable[[list[int]], float], n: int, resamples: int = 
     return values[int(low * (len(values) - 1))], values[int(math.ceil(high * (len(values) - 1)))]
 
 
-def tau_with_interval(x: Sequence[float], y: Sequence[float], seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class Tau:
+    """Kendall's tau between two rankings of n items, its bootstrap 95% interval, and Spearman's rho."""
+
+    tau: float
+    tau_low: float
+    tau_high: float
+    rho: float
+    n: int
+
+    def text(self) -> str:
+        return f"{self.tau:+.2f} [{self.tau_low:+.2f}, {self.tau_high:+.2f}]"
+
+
+def tau_with_interval(x: Sequence[float], y: Sequence[float], seed: int = 0) -> Tau:
     """Kendall's tau, Spearman's rho, and a bootstrap 95% interval of tau (items resampled)."""
     low, high = bootstrap(lambda idx: kendall_tau([x[i] for i in idx], [y[i] for i in idx]), len(x), seed=seed)
-    return {"tau": kendall_tau(x, y), "tau_low": low, "tau_high": high, "rho": spearman_rho(x, y), "n": len(x)}
+    return Tau(kendall_tau(x, y), low, high, spearman_rho(x, y), len(x))
+
+
+def mean_interval(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """A percentile bootstrap 95% interval of the mean of `values` (nan, nan for fewer than 2)."""
+    if len(values) < 2:
+        return math.nan, math.nan
+    return bootstrap(lambda idx: statistics.fmean(values[i] for i in idx), len(values), seed=seed)
+
+
+def wilcoxon_signed_rank(differences: Sequence[float]) -> float:
+    """Two-sided p-value of Wilcoxon's signed-rank test that paired differences are centred on 0,
+    exact: every assignment of signs to the ranks of |d| is enumerated (zeros dropped, as
+    scipy's "wilcox" zero method; tied |d| share their average rank). nan for no nonzero d.
+    At most 20 differences (2^20 assignments)."""
+    d = [x for x in differences if x != 0]
+    if not d:
+        return math.nan
+    if len(d) > 20:
+        raise ValueError("wilcoxon_signed_rank: exact enumeration is for at most 20 differences")
+    r = ranks([abs(x) for x in d])
+    observed = sum(rank for rank, x in zip(r, d) if x > 0)
+    centre = sum(r) / 2
+    extreme = abs(observed - centre)
+    hits = 0
+    for mask in range(1 << len(d)):
+        plus = sum(rank for k, rank in enumerate(r) if mask >> k & 1)
+        hits += abs(plus - centre) >= extreme - 1e-9
+    return hits / (1 << len(d))

@@ -144,7 +144,7 @@ class RunDir:
         records, seen = [], {}
         for n, d in self._lines(repair):
             record = Record.from_json(d, f"{self.journal_file}: line {n}")
-            slot = (record.id, record.rung, record.repeat)
+            slot = record.slot
             if slot in seen:
                 warnings.warn(f"{self.journal_file}: line {n} repeats evaluation {record.id} (rung {record.rung}) "
                               f"of line {seen[slot]}; keeping line {seen[slot]}", stacklevel=2)

@@ -202,27 +202,36 @@ def scored(i: int, accuracy: float, macs: float) -> Individual:
     return Individual(i, None, str(i), 0, result=Result(Status.OK, accuracy=accuracy, macs=macs, params=macs))
 
 
-def test_with_a_noise_level_near_ties_in_accuracy_go_to_the_cheaper_candidate():
+def test_with_a_tie_width_near_ties_in_accuracy_go_to_the_cheaper_candidate():
     sample = [scored(0, 0.800, 100), scored(1, 0.795, 50), scored(2, 0.700, 10)]
     exact = SearchConfig("aging", population=4, sample=3)
     assert fittest(sample, exact).id == 0
-    assert fittest(sample, dataclasses.replace(exact, noise=0.01)).id == 1  # 0.5 points apart: a tie, half the MACs
-    assert fittest(sample, dataclasses.replace(exact, noise=0.2)).id == 2
-    over = SearchConfig("aging", population=4, sample=3, max_macs=40, noise=0.2)  # all infeasible but one
+    assert fittest(sample, dataclasses.replace(exact, tie_width=0.01)).id == 1  # 0.5 points apart: a tie, half the MACs
+    assert fittest(sample, dataclasses.replace(exact, tie_width=0.2)).id == 2
+    over = SearchConfig("aging", population=4, sample=3, max_macs=40, tie_width=0.2)  # all infeasible but one
     assert fittest(sample, over).id == 2
 
 
-def test_nsga2_counts_accuracy_in_boxes_of_the_noise_level():
+def test_nsga2_counts_accuracy_in_boxes_of_the_tie_width():
     a, b = Result(Status.OK, accuracy=0.759, macs=100, params=1), Result(Status.OK, accuracy=0.751, macs=50, params=1)
     exact = [pareto.vector(r, ("accuracy", "macs")) for r in (a, b)]
     assert pareto.nondominated_fronts(exact) == [[0, 1]]  # a trade-off
-    boxed = [pareto.vector(r, ("accuracy", "macs"), noise=0.01) for r in (a, b)]
+    boxed = [pareto.vector(r, ("accuracy", "macs"), tie_width=0.01) for r in (a, b)]
     assert boxed[0][0] == boxed[1][0] and pareto.nondominated_fronts(boxed) == [[1], [0]]  # one box: b is cheaper
-    assert pareto.vector(Result(Status.OK, accuracy=0.76, macs=1, params=1), ("accuracy",), noise=0.01)[0] \
+    assert pareto.vector(Result(Status.OK, accuracy=0.76, macs=1, params=1), ("accuracy",), tie_width=0.01)[0] \
         == pytest.approx(0.24)  # a box edge belongs to the box above
 
 
-@pytest.mark.parametrize("noise", [-0.1, 1.0])
-def test_a_noise_level_outside_0_to_1_is_an_error(noise):
-    with pytest.raises(ConfigError, match="noise: must be at least 0 and below 1"):
-        SearchConfig(noise=noise)
+@pytest.mark.parametrize("width", [-0.1, 1.0])
+def test_a_tie_width_outside_0_to_1_is_an_error(width):
+    with pytest.raises(ConfigError, match="tie_width: must be at least 0 and below 1"):
+        SearchConfig(tie_width=width)
+
+
+def test_a_config_file_of_an_earlier_evonas_with_noise_still_reads_as_the_tie_width():
+    from evo_nas import config as configs
+
+    assert configs.from_mapping({"noise": 0.02}).search.tie_width == 0.02
+    old = {**configs.results_part(configs.from_mapping({})), "noise": 0.0}
+    old.pop("tie_width")
+    assert configs.resume_changes(old, configs.from_mapping({})) == []

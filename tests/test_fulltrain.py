@@ -35,7 +35,8 @@ class Interrupted(Exception):
 
 def tiny(target: Path, out: Path, **changes) -> fulltrain.FullTrainConfig:
     cfg = config_from_options(str(target), {"out": str(out), "epochs": 2, "batch_size": 64, **TINY[target]})
-    return dataclasses.replace(cfg, **{"train_limit": 256, "test_limit": 256, "onnx": False, "device": "cpu",
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_limit=256, test_limit=256))
+    return dataclasses.replace(cfg, **{"onnx": False, "device": "cpu",
                                        **changes})
 
 
@@ -192,7 +193,7 @@ def test_a_run_evaluation_as_target(tmp_path):
     cfg = config_from_options(f"{run_dir}#0", {"init_channels": 4})
     assert cfg.genome == load_genome(NB201) and cfg.genome.source == f"{run_dir}#0"
     assert cfg.genome.name == "myrun-id0" and cfg.out == str(Path("runs") / "train-myrun-id0")
-    assert cfg.dataset == "fashion-mnist" and cfg.skeleton_for((1, 28, 28), 10).init_channels == 4
+    assert cfg.data.dataset == "fashion-mnist" and cfg.skeleton_for((1, 28, 28), 10).init_channels == 4
 
 
 @pytest.mark.parametrize("target, words", [

@@ -17,3 +17,12 @@ def wait_for_lines(journal: Path, count: int, proc=None, hang: float = HANG) -> 
         assert proc is None or proc.poll() is None, f"the run ended after {lines} lines, before {count}"
         assert time.monotonic() < deadline, f"no progress to {count} lines in {hang} s: a hang"
         time.sleep(0.02)
+
+
+def wait_for(mark, proc=None, hang: float = HANG) -> None:
+    """Until `mark()` is true; fails if `proc` ends first or on a hang."""
+    deadline = time.monotonic() + hang
+    while not mark():
+        assert proc is None or proc.poll() is None, "the process ended before the mark"
+        assert time.monotonic() < deadline, f"no progress to the mark in {hang} s: a hang"
+        time.sleep(0.02)

@@ -22,20 +22,22 @@ TIMINGS = {"wall_time", "images_per_s", "finished", "memory_reserved"}
 PROCESS_STATE = {"python_rng"}
 TINY = ["--train-limit", "96", "--val-limit", "64", "--bn-recalibration", "64",
         "--batch-size", "32", "--population", "4", "--no-report", "--cpu-threads", "1", "--seed", "3"]
+NB = ["--space", "nb201", "--init-channels", "4", "--depth", "1"]
+CELLS = ["--space", "cells", "--init-channels", "4", "--depth", "2"]
 GENOMES = Path(__file__).resolve().parents[1] / "genomes"
 RUNS = {
-    "cells-nsga2": ["--space", "cells", "--init-channels", "4", "--depth", "2", "--generations", "1"],
-    "cells-aging": ["--space", "cells", "--init-channels", "4", "--depth", "2", "--algorithm", "aging", "--sample", "2", "--generations", "2"],
+    "cells-nsga2": [*CELLS, "--generations", "1"],
+    "cells-aging": [*CELLS, "--algorithm", "aging", "--sample", "2", "--generations", "2"],
     "layers-nsga2": ["--space", "layers", "--generations", "1"],
     "layers-aging": ["--space", "layers", "--algorithm", "aging", "--sample", "2", "--generations", "2"],
-    "nb201-nsga2": ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--generations", "2"],
-    "nb201-aging": ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--algorithm", "aging", "--sample", "2", "--generations", "3"],
-    "random": ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--algorithm", "random", "--generations", "1"],
-    "hparams": ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--hparams", "--generations", "1"],
-    "sha": ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--fidelity", "sha", "--sha-rungs", "2", "--generations", "1"],
-    "infeasible": ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--algorithm", "aging", "--sample", "2", "--generations", "2",
+    "nb201-nsga2": [*NB, "--generations", "2"],
+    "nb201-aging": [*NB, "--algorithm", "aging", "--sample", "2", "--generations", "3"],
+    "random": [*NB, "--algorithm", "random", "--generations", "1"],
+    "hparams": [*NB, "--hparams", "--generations", "1"],
+    "sha": [*NB, "--fidelity", "sha", "--sha-rungs", "2", "--generations", "1"],
+    "infeasible": [*NB, "--algorithm", "aging", "--sample", "2", "--generations", "2",
                    "--max-params", "3000"],
-    "dedup": ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--generations", "1", "--seed-genomes",
+    "dedup": [*NB, "--generations", "1", "--seed-genomes",
               f"{GENOMES / 'nb201_resnet.yaml'},{GENOMES / 'nb201_resnet.yaml'}"],
 }
 

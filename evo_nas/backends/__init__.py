@@ -1,19 +1,34 @@
 """Who runs evaluations: serial (this process), local (worker processes, GPU slots), ray.   [stdlib; lazy imports]
 
-Every backend offers the same small interface: `map(fn, tasks)` yields `(index, result)` as
-each evaluation finishes (any order), and `close()`. The runner journals each result as it
-arrives, so a crash loses at most the evaluations still in flight.
+Every backend is a `Backend`: the journaled evaluator (evo_nas.journaled) journals each result
+as it arrives, so a crash loses at most the evaluations still in flight.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+
 from evo_nas.config import BackendConfig
 from evo_nas.records import Result, Status
+
+
+class Backend(Protocol):
+    name: str
+
+    def map(self, fn: Callable, tasks: Sequence, on_steps: Callable[[dict], None] | None = None
+            ) -> Iterator[tuple[int, Result]]:
+        """`fn(task)` for every task; yields (task index, its Result) as each finishes, in any
+        order. `on_steps({task index: (steps done, steps)})`, where the backend can tell, says
+        every few seconds how far the tasks in flight are (serial and local do)."""
+
+    def close(self) -> None:
+        """Stop the workers; the backend may not be used again."""
 
 RETRIES = 1  # a task whose worker died is sent again this many times, then recorded as failed
 
 
-def make(cfg: BackendConfig, time_limit: float = 0.0):
+def make(cfg: BackendConfig, time_limit: float = 0.0) -> Backend:
     """The backend `cfg` names; a missing package or cluster fails here, before anything runs."""
     if cfg.backend == "serial":
         from evo_nas.backends.serial import SerialBackend

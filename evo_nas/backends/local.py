@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection, wait
 from evo_nas.backends import after_death
 from evo_nas.config import BackendConfig
 from evo_nas.errors import DeviceLost
+from evo_nas.records import Result
 
 POLL = 0.5  # seconds between checks for dead or hung workers while waiting for results
 GRACE = 60.0  # seconds on top of twice the time limit that a worker may say nothing, then it is killed
@@ -49,9 +50,11 @@ class LocalBackend:
         self.context = mp.get_context("spawn")  # CUDA cannot be forked
         self.workers: list[_Worker] = []
         self.fn = None
-        self.on_steps: Callable[[dict], None] | None = None  # {task index: (steps done, steps)}
+        self.on_steps: Callable[[dict], None] | None = None  # this map's: {task index: (steps done, steps)}
 
-    def map(self, fn: Callable, tasks: Sequence) -> Iterator[tuple[int, dict]]:
+    def map(self, fn: Callable, tasks: Sequence, on_steps: Callable[[dict], None] | None = None
+            ) -> Iterator[tuple[int, Result]]:
+        self.on_steps = on_steps
         if fn is not self.fn:
             self.close()
             self.fn = fn
@@ -78,7 +81,7 @@ class LocalBackend:
                 except OSError:
                     pass  # a dead worker: _check_workers sends its tasks elsewhere
 
-    def _collect(self, todo: deque) -> Iterator[tuple[int, dict]]:
+    def _collect(self, todo: deque) -> Iterator[tuple[int, Result]]:
         ready = wait([w.conn for w in self.workers], timeout=POLL)
         for worker in self.workers:
             while worker.conn in ready and worker.lost is None:
@@ -103,7 +106,7 @@ class LocalBackend:
         if self.on_steps is not None:
             self.on_steps({i: done for w in self.workers for i, done in w.steps.items() if i in w.in_flight})
 
-    def _check_workers(self, todo: deque) -> Iterator[tuple[int, dict]]:
+    def _check_workers(self, todo: deque) -> Iterator[tuple[int, Result]]:
         for wid, worker in enumerate(self.workers):
             why = self._trouble(worker)
             if why is None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from evo_nas.backends import after_death
 from evo_nas.config import BackendConfig
 from evo_nas.errors import ConfigError
+from evo_nas.records import Result
 
 POLL = 1.0  # seconds per wait for finished evaluations
 
@@ -39,7 +40,6 @@ class RayBackend:
         self.cfg = cfg
         self.ray = _ray()
         self.started_ray = False
-        self.on_steps = None  # ray workers do not report steps: the progress moves per evaluation
         if not self.ray.is_initialized():
             try:
                 self.ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False,
@@ -52,7 +52,8 @@ class RayBackend:
         self.actors: list = []
         self.fn = None
 
-    def map(self, fn: Callable, tasks: Sequence) -> Iterator[tuple[int, dict]]:
+    def map(self, fn: Callable, tasks: Sequence, on_steps=None) -> Iterator[tuple[int, Result]]:
+        """Backend.map; ray workers do not report steps (the progress moves per evaluation)."""
         if fn is not self.fn:
             self._stop_actors()
             self.fn = fn
@@ -132,7 +133,7 @@ def _actor_class(ray):
             def __init__(self, fn):
                 self.fn = fn
 
-            def evaluate(self, task) -> dict:
+            def evaluate(self, task):
                 from evo_nas.errors import DeviceLost
 
                 try:
@@ -141,11 +142,6 @@ def _actor_class(ray):
                     import os
 
                     os._exit(75)
-
-            def pid(self) -> int:
-                import os
-
-                return os.getpid()
 
         _ACTOR = EvaluatorActor
     return _ACTOR

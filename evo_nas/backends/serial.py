@@ -1,11 +1,4 @@
-"""The serial backend: evaluations one after another in this process.   [stdlib]
-
-Every backend offers the same small interface: `map(fn, tasks)` yields `(index, result)` as
-each evaluation finishes (any order), and `close()`. The runner appends each result to the
-journal as it arrives, so a crash loses at most the evaluations still in flight. A backend
-may also tell `on_steps({index: (steps done, steps)})` how far the candidates in flight are
-(serial and local do, every few seconds), for the progress display.
-"""
+"""The serial backend: evaluations one after another in this process.   [stdlib]"""
 
 from __future__ import annotations
 
@@ -13,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from evo_nas.errors import DeviceLost
+from evo_nas.records import Result
 
 STEPS_EVERY = 1.0  # seconds between on_steps calls
 
@@ -20,20 +14,18 @@ STEPS_EVERY = 1.0  # seconds between on_steps calls
 class SerialBackend:
     name = "serial"
 
-    def __init__(self):
-        self.on_steps: Callable[[dict], None] | None = None
-
-    def map(self, fn: Callable, tasks: Sequence) -> Iterator[tuple[int, dict]]:
+    def map(self, fn: Callable, tasks: Sequence, on_steps: Callable[[dict], None] | None = None
+            ) -> Iterator[tuple[int, Result]]:
         for i, task in enumerate(tasks):
             try:
-                result = self._evaluate(fn, i, task)
+                result = self._evaluate(fn, i, task, on_steps)
             except DeviceLost as lost:  # this process cannot go on, and cannot be replaced
                 yield i, lost.result  # journaled as failed; then the run stops with the reason
                 raise
             yield i, result
 
-    def _evaluate(self, fn: Callable, i: int, task):
-        if self.on_steps is None or not hasattr(fn, "begin"):
+    def _evaluate(self, fn: Callable, i: int, task, on_steps):
+        if on_steps is None or not hasattr(fn, "begin"):
             return fn(task)
         steps, told = fn.begin(task), time.monotonic()
         while True:
@@ -42,7 +34,7 @@ class SerialBackend:
             except StopIteration as end:
                 return end.value
             if time.monotonic() - told >= STEPS_EVERY:
-                self.on_steps({i: done})
+                on_steps({i: done})
                 told = time.monotonic()
 
     def close(self) -> None:

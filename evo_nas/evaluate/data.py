@@ -511,5 +511,36 @@ def proxy_split(n: int, cfg, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return train_idx, val_idx
 
 
+PARTS = ("train", "val", "trainval", "test")  # a search's train and validation splits; the whole training set; test
+
+
+def part_indices(dataset: Dataset, data, seed: int, part: str) -> np.ndarray | None:
+    """Which images of `dataset` a part is (None: all of its split), for a config.DataConfig
+    `data` and the seed that fixes the split: "train" and "val", the search's seeded split
+    with its limits (proxy_split); "trainval", the whole training set (a final training's, at
+    most data.train_limit of it); "test", the test split (at most data.test_limit)."""
+    if part in ("train", "val"):
+        return proxy_split(len(dataset.y_train), data, seed)[part == "val"]
+    if part == "trainval":
+        return subset(np.arange(len(dataset.y_train)), data.train_limit, seed) if data.train_limit else None
+    if part != "test":
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
+    if dataset.y_test is None:
+        raise DataError(f"{dataset.name} from {dataset.source} has no test split; add arrays x_test and y_test to it")
+    return subset(np.arange(len(dataset.y_test)), data.test_limit, seed + 1) if data.test_limit else None
+
+
+_LOADED: dict = {}  # one data set per process at a time
+
+
+def cached_dataset(name: str, data_dir: str | Path | None = None, classes: int | None = None) -> Dataset:
+    """load_dataset, read once per process for as long as the same data set is asked for."""
+    key = (name, data_dir, classes, os.environ.get("EVONAS_DATA"))
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_dataset(name, data_dir, classes)
+    return _LOADED[key]
+
+
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__

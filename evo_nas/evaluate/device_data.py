@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from evo_nas.errors import DataError
-from evo_nas.evaluate.data import Dataset, augment_defaults
+from evo_nas.evaluate.data import Dataset, augment_defaults, cached_dataset, part_indices
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,28 @@ def lighting(x: torch.Tensor, factors: torch.Tensor, mean: torch.Tensor, std: to
     m = pixels.mean(dim=(1, 2, 3), keepdim=True)
     pixels = ((pixels - m) * c + m).clamp(0, 1)
     return ((pixels - mean) / std).to(x.dtype)
+
+
+_RESIDENT: dict = {}  # per process: (data settings, seed, device, classes) -> {part: DeviceData}
+
+
+def load_data(data, seed: int, device: torch.device | str, part: str, classes: int | None = None) -> DeviceData:
+    """A part ("train", "val", "trainval" or "test": data.part_indices) of the data set a
+    config.DataConfig names, on `device`: read once per process and kept there, one data set
+    at a time. `classes`: the class count the user named for an npz data set (the skeleton's).
+    The test part is float32 and unmirrored (the final accuracy is the float32 model's); the
+    others are as the trainers want them (on_device)."""
+    key = (data, seed, str(device), classes)
+    if key not in _RESIDENT:
+        _RESIDENT.clear()
+        _RESIDENT[key] = {}
+    parts = _RESIDENT[key]
+    if part not in parts:
+        dataset = cached_dataset(data.dataset, data.data_dir, classes)
+        indices = part_indices(dataset, data, seed, part)
+        parts[part] = on_device(dataset, indices, device, "test", torch.float32, flip=False) if part == "test" \
+            else on_device(dataset, indices, device)
+    return parts[part]
 
 
 def on_device(dataset: Dataset, indices: np.ndarray | None, device: torch.device | str, part: str = "train",

@@ -1,4 +1,4 @@
-"""The fitness evaluator: one task in, one Result out. Failures are results too.   [torch]
+"""The fitness evaluator: one request in, one Result out. Failures are results too.   [torch]
 
 An `Evaluator` is a small picklable callable holding only settings; the data are loaded the
 first time a process calls it and stay resident on that process's device, so a long-lived
@@ -21,22 +21,11 @@ import torch
 from evo_nas.build import build
 from evo_nas.config import DataConfig, RunConfig, Skeleton, TrainConfig
 from evo_nas.errors import DeviceLost
-from evo_nas.evaluate import data as datasets
 from evo_nas.evaluate.count import count_macs, count_params
-from evo_nas.evaluate.device_data import DeviceData, on_device
+from evo_nas.evaluate.device_data import load_data
 from evo_nas.evaluate.engine import TrainingFailed, drive, proxy_training
-from evo_nas.genome import Genome
+from evo_nas.journaled import Request
 from evo_nas.records import Result, Status
-from evo_nas.rng import derive_seed
-
-
-@dataclass(frozen=True)
-class Task:
-    id: int
-    genome: Genome
-    seed: int
-    epochs: float
-    rung: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,12 +47,6 @@ class EvalSettings:
                    cfg.search.max_macs, cfg.search.max_params)
 
 
-def eval_seed(run_seed: int, individual_id: int, repeat: int | None = None) -> int:
-    """Each evaluation's own seed: stable across backends, workers and resumes; the first of
-    several repeats has the seed a single evaluation has."""
-    return derive_seed(run_seed, individual_id) if not repeat else derive_seed(run_seed, individual_id, repeat)
-
-
 class Evaluator:
     def __init__(self, settings: EvalSettings):
         self.settings = settings
@@ -72,10 +55,10 @@ class Evaluator:
         """The same evaluator for another device (a worker's cuda:k)."""
         return self if device == self.settings.device else Evaluator(replace(self.settings, device=device))
 
-    def __call__(self, task: Task) -> Result:
+    def __call__(self, task: Request) -> Result:
         return drive(self.begin(task))
 
-    def begin(self, task: Task, stream=None) -> Generator[tuple[int, int], None, Result]:
+    def begin(self, task: Request, stream=None) -> Generator[tuple[int, int], None, Result]:
         """The evaluation as a generator: one item per training step ((steps done, steps)),
         the Result as its return value. A worker interleaving several runs each next() with `stream` current."""
         start = time.perf_counter()
@@ -89,7 +72,7 @@ class Evaluator:
                 torch.cuda.empty_cache()
         return replace(result, device=self.settings.device, wall_time=round(time.perf_counter() - start, 3))
 
-    def _lost(self, task: Task, err: BaseException, seconds: float) -> DeviceLost:
+    def _lost(self, task: Request, err: BaseException, seconds: float) -> DeviceLost:
         device = self.settings.device
         result = Result(Status.FAILED, error=f"CUDA error, the process's CUDA context is lost: {describe_error(err)}",
                         device=device, wall_time=round(seconds, 3))
@@ -97,7 +80,7 @@ class Evaluator:
                           f"GPU ({describe_error(err)}); that evaluation is recorded as failed, and resuming the "
                           f"run goes on in a fresh process", result)
 
-    def _evaluate(self, task: Task, stream) -> Generator[None, None, Result]:
+    def _evaluate(self, task: Request, stream) -> Generator[None, None, Result]:
         s = self.settings
         if s.device == "cpu":
             torch.set_num_threads(s.cpu_threads)
@@ -108,7 +91,8 @@ class Evaluator:
                 if limit is not None and counts[name] > limit]
         if over:
             return Result(Status.INFEASIBLE, **counts, error=f"{over[0]} over the limit")
-        train_data, val_data = resident_data(s.data, s.split_seed, s.device)
+        train_data = load_data(s.data, s.split_seed, s.device, "train", s.skeleton.classes)
+        val_data = load_data(s.data, s.split_seed, s.device, "val", s.skeleton.classes)
         config = replace(s.train, epochs=task_epochs(s.train, task.epochs, len(train_data)))
         try:
             r = yield from proxy_training(model.to(s.device), train_data, val_data, config, s.device, task.seed,
@@ -120,10 +104,12 @@ class Evaluator:
                       images_per_s=round(r.images_per_s, 1))
 
 
-def task_epochs(train: TrainConfig, epochs: float, train_size: int) -> float:
-    """The epochs a task trains on a train split of `train_size` images: its own, or under a
-    budget of train.train_images the images over the split, scaled as the task's epochs are
-    to train.epochs (a successive-halving rung trains a fraction of the budget)."""
+def task_epochs(train: TrainConfig, epochs: float | None, train_size: int) -> float:
+    """The epochs a request trains on a train split of `train_size` images: its own (None:
+    train.epochs), or under a budget of train.train_images the images over the split, scaled
+    as the request's epochs are to train.epochs (a successive-halving rung trains a fraction
+    of the budget)."""
+    epochs = train.epochs if epochs is None else epochs
     if train.train_images is None:
         return epochs
     return train.train_images / train_size * epochs / train.epochs
@@ -171,17 +157,3 @@ def describe_error(err: BaseException) -> str:
     at = f" (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})" if where else ""
     message = " ".join(str(err).split())[:300]
     return f"{type(err).__name__}: {message}{at}"
-
-
-_RESIDENT: dict = {}  # per process: (data settings, seed, device) -> (train, validation) on the device
-
-
-def resident_data(cfg: DataConfig, seed: int, device: str) -> tuple[DeviceData, DeviceData]:
-    """The train and validation splits, loaded once per process and kept on the device."""
-    key = (cfg, seed, device)
-    if key not in _RESIDENT:
-        _RESIDENT.clear()  # one data set per worker at a time
-        dataset = datasets.load_dataset(cfg.dataset, cfg.data_dir)
-        train_idx, val_idx = datasets.proxy_split(len(dataset.y_train), cfg, seed)
-        _RESIDENT[key] = (on_device(dataset, train_idx, device), on_device(dataset, val_idx, device))
-    return _RESIDENT[key]
