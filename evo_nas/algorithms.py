@@ -1,4 +1,4 @@
-"""Search algorithms as short explicit loops: NSGA-II, aging evolution, random search.   [stdlib]
+"""Search algorithms as short explicit loops: NSGA-II, aging evolution, random search.   [deap; no torch]
 
 An algorithm never trains, stores or counts anything itself. It talks to a `search.Search`:
 `search.evaluate(individuals)` is the one map-like place where evaluations happen (dedup,

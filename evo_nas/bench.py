@@ -156,7 +156,9 @@ def _darts_v2():
 
 def _warm_up(settings, cfg: BenchConfig) -> float:
     """One evaluation, not counted: data onto the device, CUDA context, kernels loaded."""
-    from evo_nas.evaluate.evaluator import Evaluator, Task, eval_seed
+    from evo_nas.evaluate.evaluator import Evaluator
+    from evo_nas.journaled import Request as Task
+    from evo_nas.rng import eval_seed
 
     start = time.perf_counter()
     Evaluator(settings)(Task(-1, _darts_v2(), eval_seed(cfg.seed, 10_000), settings.train.epochs))
@@ -165,7 +167,9 @@ def _warm_up(settings, cfg: BenchConfig) -> float:
 
 def _compare(name: str, genome, settings, cfg: BenchConfig, k: int, log) -> dict:
     """The evaluator and the reference loop on one candidate, each `repeats` times, alternating."""
-    from evo_nas.evaluate.evaluator import Evaluator, Task, eval_seed
+    from evo_nas.evaluate.evaluator import Evaluator
+    from evo_nas.journaled import Request as Task
+    from evo_nas.rng import eval_seed
 
     evaluator = Evaluator(settings)
     runs, refs = [], []
@@ -304,8 +308,10 @@ def _measure_in_flight(row: dict, r: int, settings, cfg: BenchConfig, device: st
 def _one_in_flight(k: int, r: int, settings, cfg: BenchConfig, device: str) -> dict:
     import torch
 
-    from evo_nas.evaluate.evaluator import Evaluator, Task, eval_seed
+    from evo_nas.evaluate.evaluator import Evaluator
     from evo_nas.evaluate.inflight import run_in_flight
+    from evo_nas.journaled import Request as Task
+    from evo_nas.rng import eval_seed
 
     genome, n = _darts_v2(), TASKS_PER_SLOT * k
     tasks = [Task(j, genome, eval_seed(cfg.seed, 1000 * k + 100 * r + j), settings.train.epochs) for j in range(n)]
@@ -356,17 +362,10 @@ def _proxy_images(settings) -> float:
     return train.epochs * _train_size(settings)
 
 
-_TRAIN_SIZES: dict = {}
-
-
 def _train_size(settings) -> int:
-    from evo_nas.evaluate.evaluator import resident_data
+    from evo_nas.evaluate.device_data import load_data
 
-    key = (settings.data, settings.split_seed, settings.device)
-    if key not in _TRAIN_SIZES:
-        train, _ = resident_data(settings.data, settings.split_seed, settings.device)
-        _TRAIN_SIZES[key] = len(train)
-    return _TRAIN_SIZES[key]
+    return len(load_data(settings.data, settings.split_seed, settings.device, "train", settings.skeleton.classes))
 
 
 def _proxy_rate(result: BenchResult) -> dict:

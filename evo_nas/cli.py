@@ -152,15 +152,16 @@ def run(dry_run, **options):
     _finished(runner.start(given, Progress()))
 
 
+# What a resume may change: the settings that do not change what is trained or what it returns.
+RESUME_OPTIONS = [name for name in RUN_OPTIONS if name in configs.RESUMABLE - {"name", "runs_dir"}]
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--generations", type=click.INT, help="extend to this many generations")
-@click.option("--budget", type=click.INT, help="extend to this many trained evaluations")
-@click.option("--backend", type=click.Choice(configs.BACKENDS), help="another backend (same results)")
-@click.option("--workers", type=click.INT, help="local backend: worker processes")
-@click.option("--report/--no-report", default=None, help="refresh report.html every generation")
+@config_options(RESUME_OPTIONS, dict.fromkeys(RESUME_OPTIONS, "the run's"))
 def resume(run_dir, **overrides):
-    """Continue a stopped or killed run (or fidelity measurement) exactly where it was."""
+    """Continue a stopped or killed run (or fidelity measurement, or study) exactly where it was;
+    extend it (generations, budget) or move it (backend, workers, data folder) on the way."""
     from evo_nas import fidelity, protocol, runner
     from evo_nas.progress import Progress
     from evo_nas.store import RunDir
@@ -179,10 +180,9 @@ def resume(run_dir, **overrides):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--name", help="the new run's name [default: RUN_DIR's name + '-refined']")
-@click.option("--generations", type=click.IntRange(min=0), help="the new run's generations [default: RUN_DIR's]")
-@click.option("--budget", type=click.IntRange(min=1), help="the new run's trained evaluations [default: RUN_DIR's]")
-@click.option("--seed", type=click.INT, help="the new run's seed [default: RUN_DIR's]")
+@config_options(["name", "generations", "budget", "seed"], {"name": "RUN_DIR's name + '-refined'",
+                                                          "generations": "RUN_DIR's", "budget": "RUN_DIR's",
+                                                          "seed": "RUN_DIR's"})
 @click.option("--dry-run", is_flag=True, help="print the new ranges and why, start nothing")
 def refine(run_dir, dry_run, **overrides):
     """A new run whose hyperparameter ranges are narrowed around RUN_DIR's best quarter (and widened
@@ -238,22 +238,23 @@ NAMED_SKELETONS = configs.NAMED_SKELETONS
               help="a named skeleton of the genome's space (cells: imagenet, DARTS' ImageNet network: two "
                    "stride-2 stems, C=48, 14 cells, 224x224, 1000 classes) [default: the one its published "
                    "figures are quoted in]")
-@click.option("--input-shape", help="CxHxW [default: 3x32x32, or the named skeleton's]")
-@click.option("--classes", type=click.IntRange(min=1), help="[default: 10, or the named skeleton's]")
-@click.option("--init-channels", type=click.INT, help="C (default: the space's published skeleton, cells 36)")
-@click.option("--depth", type=click.INT, help="cells (default: cells 20; nb201 5 per stage)")
+@config_options(["input_shape", "classes", "init_channels", "depth"],
+                {"input_shape": "3x32x32, or the named skeleton's", "classes": "10, or the named skeleton's",
+                 "init_channels": "the space's published skeleton (cells 36)",
+                 "depth": "the space's published skeleton (cells 20; nb201 5 per stage)"})
 @click.option("--compare", is_flag=True, help="also its counts in the ImageNet mobile setting, among the published "
                                               "architectures' (cell genomes)")
 @click.option("--figure", type=click.Path(dir_okay=False),
               help="write the comparison's two figures (top-1 against mult-adds and against parameters) to this "
                    "HTML file (implies --compare)")
-@click.option("--cpu-threads", type=click.IntRange(min=1), help="torch threads [default: this machine's cores]")
+@config_options(["cpu_threads"], {"cpu_threads": "this machine's cores"})
 @click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
 def inspect(genome_file, skeleton, input_shape, classes, init_channels, depth, compare, figure, cpu_threads,
             as_json):
     """Describe a genome file's network: structure, output shape, params, MACs."""
     from evo_nas import inspection
 
+    init_channels, depth, cpu_threads = (None if v == "none" else v for v in (init_channels, depth, cpu_threads))
     summary = inspection.inspect_file(genome_file, _shape(input_shape) if input_shape else None, classes,
                                       init_channels, depth, skeleton, compare or figure is not None, cpu_threads)
     if figure is not None:
@@ -447,7 +448,7 @@ def bench(**options):
 
 def _shape(text: str) -> tuple[int, int, int]:
     try:
-        c, h, w = (int(x) for x in text.lower().split("x"))
+        c, h, w = (int(x) for x in text.lower().replace(",", "x").split("x"))
     except ValueError:
         raise ConfigError(f"--input-shape: expected CxHxW such as 3x32x32, got {text!r}") from None
     if min(c, h, w) <= 0:

@@ -1,4 +1,4 @@
-"""Every setting, defined once: frozen configs whose fields carry their default, help and choices.   [stdlib]
+"""Every setting, defined once: frozen configs whose fields carry their default, help and choices.   [no torch]
 
 A run's config is composed of the library's own configs (space, data, skeleton, train, search,
 stop, backend, run). Names are unique across the groups, so the command line and a config file

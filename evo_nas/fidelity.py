@@ -86,8 +86,8 @@ class Measurement:
             pairs = part.pop("tau_all_pairs")
             if part["repeatability"] is not None:
                 part["repeatability"]["tau_all_pairs"] = pairs
-            out[name] = {k: v for k, v in part.items() if v is not None}
-        return {k: v for k, v in out.items() if v is not None and v != {}}
+            out[name] = {k: v for k, v in part.items() if v is not None or k == "evaluation_seconds"}
+        return {k: v for k, v in out.items() if v is not None and not (k == "predictors" and not v)}
 
     @classmethod
     def from_json(cls, d: dict) -> Measurement:
@@ -98,7 +98,7 @@ class Measurement:
             return AtFidelity(part.get("evaluation_seconds"), Tau(**r) if r else None, pairs,
                               Spread(**sd) if sd else None, Variance(**var) if var else None)
 
-        return cls(d["genomes"], d["usable"], d["repeats"], d["failed"], at(d["proxy"]), at(d["reference"]),
+        return cls(d["genomes"], d["usable"], d["repeats"], d["failed"], at(d["proxy"]), at(d.get("reference", {})),
                    d["rows"], d["settings"], Tau(**d["validity"]) if d.get("validity") else None,
                    d.get("noise_ceiling"), {k: Tau(**v) for k, v in (d.get("predictors") or {}).items()})
 

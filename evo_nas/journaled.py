@@ -1,5 +1,5 @@
 """The one journaled evaluator: requests -> a backend's map -> a Record each -> the journal, and
-on resume the journal's records instead of new trainings.   [stdlib]
+on resume the journal's records instead of new trainings.   [no torch]
 
 A search, `evonas fidelity` and `evonas study` differ in what they ask, not in how they train,
 journal and replay: each hands `Journaled.evaluate` a list of `Request`s (who, which seed, at

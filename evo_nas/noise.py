@@ -1,8 +1,8 @@
-"""How noisy a proxy's accuracy is, where evonas knows it.   [stdlib]
+"""How noisy a proxy's accuracy is, where evonas knows it.   [no torch]
 
 A measurement (`evonas fidelity`, docs/fidelity.md) applies to a run whose proxy is the same:
 every setting of the space, data, skeleton and training groups, and the device. evonas knows
-the measurements it ships (evo_nas/data/fidelity/, made by tools/measure_proxy.sh; the table
+the measurements it ships (evo_nas/data/fidelity/, copied there by tools/ship_fidelity.py; the table
 is in BENCHMARKS.md) and any `evonas fidelity` result in the run's runs folder.
 """
 

@@ -1,4 +1,4 @@
-"""Non-dominated sorting, crowding, the run-wide front, and hypervolume.   [deap, stdlib]
+"""Non-dominated sorting, crowding, the run-wide front, and hypervolume.   [deap, moocore]
 
 Objectives are named; internally every objective is minimised: accuracy enters as error
 (1 - accuracy), MACs and parameters as they are. Sorting and crowding are DEAP's

@@ -1,5 +1,5 @@
 """What evaluations produced: `Status`, `Result`, the journal's `Record`, and `History`, the
-journal replayed once.   [stdlib]
+journal replayed once.   [no torch]
 
 A Record is one journal line: who (id, rung, generation, genome, parents, operator), what
 came out (its Result) and, for a network met before, which evaluation it reused (`cache_of`).

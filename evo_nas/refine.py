@@ -1,5 +1,5 @@
 """`evonas refine RUN`: a new run whose hyperparameter ranges are narrowed around the best quarter
-of an old run's evaluations, and widened past a border those best values sit at.   [stdlib]
+of an old run's evaluations, and widened past a border those best values sit at.   [no torch]
 
 The lecture's advice for hyperparameter search: random rather than grid, on a log scale where
 appropriate, "careful with best values on the border", and "may refine the search" once a first

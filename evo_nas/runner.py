@@ -245,8 +245,7 @@ class Job:
         archive = _restored_archive(space, next_id, self.history)
         rng = random.Random(cfg.seed)
         if snapshot is not None:
-            state_from_json(snapshot["rng"], rng)
-            state_from_json(snapshot["python_rng"], random)  # DEAP's operators draw from it
+            state_from_json(snapshot["rng"], rng)  # DEAP's draws too: variation lends it this rng for each call
         self.search = Search(space, cfg.search, rng, archive, self.evaluate, Termination.of(cfg.stop, cfg.search),
                              seeds, callbacks=[self.checkpoint])
         self.state = None if snapshot is None else State(snapshot["generation"], [
@@ -297,8 +296,7 @@ class Job:
     def checkpoint(self, state: State) -> None:
         self.generation, self.state = state.generation, state
         snapshot = {"generation": state.generation, "next_id": self.search.archive.next_id,
-                    "population": [ind.id for ind in state.population], "rng": state_to_json(self.search.rng),
-                    "python_rng": state_to_json(random)}
+                    "population": [ind.id for ind in state.population], "rng": state_to_json(self.search.rng)}
         self.run.save_snapshot(state.generation, snapshot)
         if self.cfg.run.report:
             from evo_nas import report

@@ -1,5 +1,5 @@
 """What an algorithm talks to: individuals, the archive of a search, when to stop, and the
-`Search` that puts them together with a way to evaluate.   [stdlib; no torch, no storage]
+`Search` that puts them together with a way to evaluate.   [no torch, no storage]
 
 The roles are apart, as in pymoo: the space says *what* (sample, mutate, cross, key), the
 algorithm *how* (algorithms.py), the Termination *when to stop*, and `Search.evaluate` *who

@@ -57,7 +57,7 @@ class StudyConfig:
     out: str | Path | None = "runs/study"  # where the CSV and HTML go; None: write nothing
     first_seed: int = 0
     operators: str = SearchConfig.operators  # the variation operator set of every algorithm (variation.py)
-    noise: float = 0.0  # aging's and NSGA-II's selection noise level (SearchConfig.noise); random has none
+    noise: float = 0.0  # aging's and NSGA-II's selection tie width (SearchConfig.tie_width); random has none
 
 
 @dataclass
@@ -123,7 +123,7 @@ def table_search(dataset: str, settings: SearchConfig, seed: int, budget: int) -
 
 def run_one(algorithm: str, dataset: str, seed: int, budget: int, operators: str = SearchConfig.operators,
             noise: float = 0.0) -> Run:
-    s = dataclasses.replace(SETTINGS[algorithm], operators=operators, noise=noise)
+    s = dataclasses.replace(SETTINGS[algorithm], operators=operators, tie_width=noise)
     if s.population > budget:  # the initial population alone must fit the budget
         s = dataclasses.replace(s, population=budget, sample=min(s.sample, budget))
     search, evaluated = table_search(dataset, s, seed, budget)

@@ -1,6 +1,6 @@
 """What a study on real training found: a row per trained network, per arm the test accuracy and
 hypervolume over seeds with bootstrap intervals, each algorithm paired with random search, and
-the proxy's validity at the study's scale (docs/study.md).   [stdlib]
+the proxy's validity at the study's scale (docs/study.md).   [no torch]
 """
 
 from __future__ import annotations

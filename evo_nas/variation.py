@@ -1,6 +1,6 @@
 """The variation engine: a DEAP Toolbox per search, where `mate` and `mutate` are registered (and
 `select`, by the algorithm) and the loops look them up; DEAP's standard operators on each space's
-flat integer encoding, beside the space's own semantic operators.   [deap, stdlib]
+flat integer encoding, beside the space's own semantic operators.   [deap]
 
 Operator sets (`--operators`): "semantic", the default (the space's own: AmoebaNet's op and
 hidden-state mutations, cell swap, layer insertion...), "deap" (tools.cxTwoPoint, tools.cxUniform,

@@ -29,9 +29,11 @@ import torch  # noqa: E402
 
 from evo_nas import config as configs  # noqa: E402
 from evo_nas.evaluate.data import load_dataset  # noqa: E402
-from evo_nas.evaluate.evaluator import EvalSettings, Evaluator, Task, eval_seed  # noqa: E402
+from evo_nas.evaluate.evaluator import EvalSettings, Evaluator  # noqa: E402
 from evo_nas.evaluate.inflight import run_in_flight  # noqa: E402
 from evo_nas.genome_io import PACKAGED, load_genome  # noqa: E402
+from evo_nas.journaled import Request as Task  # noqa: E402
+from evo_nas.rng import eval_seed  # noqa: E402
 
 DARTS_V2 = load_genome(PACKAGED / "darts_v2.yaml")
 TINY = {"train_limit": 256, "val_limit": 128, "bn_recalibration": 64, "init_channels": 4, "depth": 2,

@@ -1,4 +1,4 @@
-"""The serial backend: evaluations one after another in this process.   [stdlib]"""
+"""The serial backend: evaluations one after another in this process.   [no torch]"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Architecture drawings: a genome as a small inline SVG graph (inputs left, nodes by depth, edges
-coloured by op), made by evonas itself, no graphviz.   [stdlib]
+coloured by op), made by evonas itself, no graphviz.   [no torch, no plotly]
 
 `draw(genome)` dispatches on the genome's space through `DRAWERS` (one function per space, each
 turning a genome into `Graph`s); `legend(genomes)` says what the colours mean. Spaces without a
