@@ -171,28 +171,21 @@ def load_seeds(cfg: RunConfig, space: SearchSpace) -> list[Genome]:
     return seeds
 
 
-_SHAPES: dict = {}
-
-
 def dataset_shape(cfg: RunConfig, classes: int | None = None) -> tuple[tuple[int, int, int], int]:
     """(input shape, classes) of the run's data set (`classes`: the count the user named, for npz
     data); loading it checks it, before anything is written."""
-    from evo_nas.evaluate.data import load_dataset
+    from evo_nas.evaluate.data import cached_dataset
 
-    key = (cfg.data.dataset, cfg.data.data_dir, classes)
-    if key not in _SHAPES:
-        dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir, classes)
-        _SHAPES[key] = (dataset.input_shape, dataset.classes, len(dataset.y_train))
-    return _SHAPES[key][:2]
+    dataset = cached_dataset(cfg.data.dataset, cfg.data.data_dir, classes)
+    return dataset.input_shape, dataset.classes
 
 
 def dataset_size(cfg: RunConfig) -> int:
     """Images in the run's training split (the training set less the validation share)."""
-    from evo_nas.evaluate.data import split
+    from evo_nas.evaluate.data import cached_dataset, split
 
-    dataset_shape(cfg, cfg.skeleton.classes)
-    total = _SHAPES[(cfg.data.dataset, cfg.data.data_dir, cfg.skeleton.classes)][2]
-    return len(split(total, cfg.data.val_fraction, cfg.seed)[0])
+    dataset = cached_dataset(cfg.data.dataset, cfg.data.data_dir, cfg.skeleton.classes)
+    return len(split(len(dataset.y_train), cfg.data.val_fraction, cfg.seed)[0])
 
 
 def reference_point(cfg: RunConfig, space: SearchSpace, seeds: list[Genome]) -> dict:

@@ -534,11 +534,15 @@ _LOADED: dict = {}  # one data set per process at a time
 
 
 def cached_dataset(name: str, data_dir: str | Path | None = None, classes: int | None = None) -> Dataset:
-    """load_dataset, read once per process for as long as the same data set is asked for."""
-    key = (name, data_dir, classes, os.environ.get("EVONAS_DATA"))
+    """load_dataset, read once per process for as long as the same data set is asked for (a
+    named data set's class count is fixed: naming it, right or wrong, reads nothing again)."""
+    npz = name.startswith("npz:")
+    key = (name, data_dir, classes if npz else None, os.environ.get("EVONAS_DATA"))
     if key not in _LOADED:
         _LOADED.clear()
-        _LOADED[key] = load_dataset(name, data_dir, classes)
+        _LOADED[key] = load_dataset(name, data_dir, classes if npz else None)
+    if not npz and classes not in (None, _LOADED[key].classes):
+        raise DataError(f"{name} has {_LOADED[key].classes} classes, not {classes}; --classes is for npz data sets")
     return _LOADED[key]
 
 

@@ -97,8 +97,9 @@ def test_a_candidate_that_kills_two_workers_is_failed(tmp_path):
 def test_candidates_in_flight_on_cuda_streams_finish_with_sane_results():
     """Several candidates interleaved on streams of one process (the local worker's loop):
     every one trains on the graph path and ends finite, and so does a second round."""
-    from evo_nas.evaluate.evaluator import EvalSettings, Evaluator, Task
+    from evo_nas.evaluate.evaluator import EvalSettings, Evaluator
     from evo_nas.evaluate.inflight import run_in_flight
+    from evo_nas.journaled import Request as Task
 
     given = {**BASE, "train_limit": 2048, "batch_size": 128, "epochs": 1.0}  # epochs: not the preset's image budget
     cfg = configs.from_mapping(given, "test", "cuda", data_shape=runner.dataset_shape(configs.from_mapping(given)))
@@ -190,7 +191,7 @@ def cuda_settings(**extra):
 
 
 def cuda_tasks(cfg, count: int):
-    from evo_nas.evaluate.evaluator import Task
+    from evo_nas.journaled import Request as Task
 
     space = cfg.space.make(cfg.skeleton)
     rng = random.Random(1)
