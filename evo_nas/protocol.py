@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -316,7 +317,10 @@ def load(path: str | Path) -> RunDir:
 
 
 def _plain(value):
-    if isinstance(value, tuple):
+    """JSON- and YAML-ready: tuples as lists, paths as text, NaN (an undefined statistic) as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
