@@ -241,10 +241,9 @@ def inspect(genome_file, skeleton, input_shape, classes, init_channels, depth, c
 
     summary = inspection.inspect_file(genome_file, _shape(input_shape) if input_shape else None, classes,
                                       init_channels, depth, skeleton, compare or figure is not None, cpu_threads)
-    if figure is not None:
-        inspection.write_figure(summary, figure)
+    written = inspection.write_figure(summary, figure) if figure is not None else None
     click.echo(json.dumps(summary, indent=2) if as_json else inspection.render(summary))
-    if figure is not None and not as_json:
+    if written is not None and not as_json:
         click.echo(f"figure: {figure}")
 
 

@@ -23,6 +23,7 @@ from evo_nas.errors import ConfigError, Interrupted
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import load_genome
+from evo_nas.progress import line
 from evo_nas.records import History, Record
 from evo_nas.rng import derive_seed
 from evo_nas.spaces import parse_genome
@@ -124,7 +125,7 @@ def measure(run: RunDir, cfg: RunConfig, reference: RunConfig, genomes: list[Gen
     """Train what the journal does not hold yet (proxy first, then reference), then analyse."""
     from evo_nas.evaluate.evaluator import EvalSettings, Evaluator, Task, eval_seed
 
-    history = run.history(repair=True)
+    history, started = run.history(repair=True), time.monotonic()
     done = {(r.id, r.rung, r.repeat) for r in history.records}
     space = cfg.space.make(cfg.skeleton)
     backend = backends.make(cfg.backend, cfg.train.time_limit)
@@ -140,8 +141,8 @@ def measure(run: RunDir, cfg: RunConfig, reference: RunConfig, genomes: list[Gen
                                 finished=time.strftime("%Y-%m-%dT%H:%M:%S"), repeat=r)
                 run.append(record)
                 history.add(record)
-                log(f"{('proxy', 'reference')[rung]} {len(history.records)}/{2 * len(genomes) * cfg.search.repeats}"
-                    f"  genome {i} seed {r}: {_said(result)}")
+                log(line(len(history.records), 2 * len(genomes) * cfg.search.repeats, time.monotonic() - started,
+                         f"{('proxy', 'reference')[rung]} genome {i} seed {r}: {_said(result)}", len(done)))
     except KeyboardInterrupt as stop:
         raise Interrupted(f"the journal is on disk: continue with `evonas resume {run.path}`",
                           getattr(stop, "signum", 2)) from None
@@ -255,7 +256,8 @@ def _val_images(runs: dict, rung: int) -> int | None:
 # -- writing ---------------------------------------------------------------------------------------
 
 def write(run: RunDir, summary: dict) -> list[Path]:
-    from evo_nas.report.fidelity_page import render
+    """fidelity.csv and .json, then the page (skipped with a warning where plotly is missing)."""
+    from evo_nas.report import fidelity_page, shell
 
     rows = summary["rows"]
     buffer = io.StringIO()
@@ -269,8 +271,8 @@ def write(run: RunDir, summary: dict) -> list[Path]:
     files = [run.path / "fidelity.csv", run.path / "fidelity.json", run.path / "fidelity.html"]
     atomic_write(files[0], buffer.getvalue())
     atomic_write(files[1], json.dumps(_json_ready(summary), indent=2) + "\n")
-    atomic_write(files[2], render(summary, run.path.name))
-    return files
+    page = shell.write(files[2], lambda: fidelity_page.render_page(run.path.name, summary, lines(summary)))
+    return files[:2] + [page] * (page is not None)
 
 
 def _json_ready(value):
