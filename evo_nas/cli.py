@@ -225,8 +225,9 @@ def _fidelity_done(run) -> None:
     from evo_nas import fidelity
 
     summary = json.loads((run.path / "fidelity.json").read_text())
-    click.echo("\n".join([*fidelity.lines(summary), f"written: {run.path}/fidelity.csv, fidelity.json, "
-                                                      f"fidelity.html"]))
+    written = ", ".join(name for name in ("fidelity.csv", "fidelity.json", "fidelity.html")
+                        if (run.path / name).is_file())
+    click.echo("\n".join([*fidelity.lines(summary), f"written: {run.path}/ {written}"]))
 
 
 NAMED_SKELETONS = configs.NAMED_SKELETONS
@@ -257,10 +258,9 @@ def inspect(genome_file, skeleton, input_shape, classes, init_channels, depth, c
     init_channels, depth, cpu_threads = (None if v == "none" else v for v in (init_channels, depth, cpu_threads))
     summary = inspection.inspect_file(genome_file, _shape(input_shape) if input_shape else None, classes,
                                       init_channels, depth, skeleton, compare or figure is not None, cpu_threads)
-    if figure is not None:
-        inspection.write_figure(summary, figure)
+    written = inspection.write_figure(summary, figure) if figure is not None else None
     click.echo(json.dumps(summary, indent=2) if as_json else inspection.render(summary))
-    if figure is not None and not as_json:
+    if written is not None and not as_json:
         click.echo(f"figure: {figure}")
 
 
@@ -339,7 +339,8 @@ def _study_done(run) -> None:
     from evo_nas import protocol, study_stats
 
     summary = protocol.outputs(run)
-    click.echo("\n".join([*study_stats.lines(summary), f"written: {run.path}/study.csv, study.json, study.html"]))
+    written = ", ".join(name for name in ("study.csv", "study.json", "study.html") if (run.path / name).is_file())
+    click.echo("\n".join([*study_stats.lines(summary), f"written: {run.path}/ {written}"]))
 
 
 TABLE_OPTIONS = {"space", "budget", "operators", "tie_width", "runs_dir", "name"}

@@ -4,24 +4,21 @@
 
 from __future__ import annotations
 
-import csv
 import inspect
-import io
 import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from evo_nas import pareto
-from evo_nas.config import flat_config
 from evo_nas.errors import ConfigError, RunDirError
 from evo_nas.files import atomic_write
 from evo_nas.genome_io import save_genome
 from evo_nas.records import Record
-from evo_nas.store import RunDir
+from evo_nas.store import RunDir, frame, rows
 
 ONNX_OPSET = 17  # onnxruntime >= 1.13 and every current runtime run it; what the issue asked for
 PARITY_ATOL = 1e-4  # onnxruntime vs torch, float32 logits: each runtime picks its own conv kernels
+# summary.csv: store.COLUMNS of the exported records, with their rank on the front and their file.
 SUMMARY_COLUMNS = ["rank", "id", "status", "accuracy", "macs", "params", "generation", "operator", "name",
                    "description", "file"]
 
@@ -35,7 +32,7 @@ def export_run(run_dir: str | os.PathLike, front_only: bool = False,
     for an unreadable run or nothing to export, ConfigError if a file would be overwritten."""
     run = RunDir.open(run_dir)
     history = run.history()
-    front = [r.id for r in history.front(_objectives(run))]
+    front = [r.id for r in history.front(run.objectives())]
     chosen = [history.final(i) for i in front] if front_only else history.evaluations()
     if not chosen:
         what = "successful evaluation" if front_only else "evaluation"
@@ -53,14 +50,11 @@ def export_run(run_dir: str | os.PathLike, front_only: bool = False,
         raise ConfigError(f"{folder}: cannot create the export folder ({err.strerror})") from None
     for r in chosen:
         save_genome(genomes[r.id], folder / names[r.id])
-    rows = [_summary_row(r, genomes[r.id], rank.get(r.id), names[r.id]) for r in chosen]
-    atomic_write(folder / "summary.csv", _csv(rows))
+    summary = frame(rows(chosen, history, front)).assign(rank=[rank.get(r.id, "") for r in chosen],
+                                                         name=[genomes[r.id].name for r in chosen],
+                                                         file=[names[r.id] for r in chosen])
+    atomic_write(folder / "summary.csv", summary[SUMMARY_COLUMNS].to_csv(index=False))
     return targets
-
-
-def _objectives(run: RunDir) -> tuple[str, ...]:
-    names = run.meta().get("objectives") or flat_config(run.config()).get("objectives") or pareto.OBJECTIVES
-    return tuple(names)
 
 
 def _file_name(ident: int, rank: int | None, width: int) -> str:
@@ -82,21 +76,6 @@ def _sourced_genome(run: RunDir, record: Record):
         source += f" (seeded from {genome.source})"
     name = genome.name or f"{run.path.name}-id{ident}"
     return replace(genome, name=name, source=source)
-
-
-def _summary_row(record: Record, genome, rank: int | None, file: str) -> dict:
-    return {"rank": rank if rank is not None else "", "id": record.id, "status": str(record.status),
-            "accuracy": record.accuracy, "macs": record.macs, "params": record.params,
-            "generation": record.generation, "operator": record.operator, "name": genome.name,
-            "description": genome.describe(), "file": file}
-
-
-def _csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
-    return buffer.getvalue()
 
 
 # -- ONNX ------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import load_genome
 from evo_nas.journaled import Journaled, Request
+from evo_nas.progress import line
 from evo_nas.records import PROXY, History, Record
 from evo_nas.rng import derive_seed, eval_seed
 from evo_nas.spaces import parse_genome
@@ -190,15 +191,16 @@ def measure(run: RunDir, cfg: RunConfig, reference: RunConfig, genomes: list[Gen
     """Train what the journal does not hold yet (proxy first, then reference), then analyse."""
     from evo_nas.evaluate.evaluator import EvalSettings, Evaluator
 
-    journal = run.history(repair=True)
+    journal, started = run.history(repair=True), time.monotonic()
     space = cfg.space.make(cfg.skeleton)
     fidelities = [PROXY, REFERENCE] if run.meta()["fidelity"].get("reference", True) else [PROXY]
     evaluators = {PROXY: Evaluator(EvalSettings.of(cfg)), REFERENCE: Evaluator(EvalSettings.of(reference))}
     history, total = History(), len(fidelities) * len(genomes) * cfg.search.repeats
+    replay = [_current(r) for r in journal.records + journal.others]
     backend = backends.make(cfg.backend, cfg.train.time_limit)
-    journaled = Journaled(run, backend, evaluators, history, replay=map(_current, journal.records + journal.others),
-                          on_record=lambda r: log(f"{r.fidelity or 'proxy'} {len(history) + len(history.others)}/"
-                                                  f"{total}  genome {r.id} seed {r.repeat}: {_said(r)}"))
+    journaled = Journaled(run, backend, evaluators, history, replay, on_record=lambda r: log(line(
+        len(history) + len(history.others), total, time.monotonic() - started,
+        f"{r.fidelity or 'proxy'} genome {r.id} seed {r.repeat}: {_said(r)}", len(replay))))
     try:
         for fidelity in fidelities:
             journaled.evaluate([Request(i, genomes[i], eval_seed(cfg.seed, i, r), key=space.key(genomes[i]), repeat=r,
@@ -319,8 +321,8 @@ def _val_images(runs: dict, fidelity: str | None) -> int | None:
 # -- writing ---------------------------------------------------------------------------------------
 
 def write(run: RunDir, measurement: Measurement) -> list[Path]:
-    """fidelity.csv and fidelity.json (no plotly needed), then the page."""
-    from evo_nas.report.fidelity_page import render
+    """fidelity.csv and .json, then the page (skipped with a warning where plotly is missing)."""
+    from evo_nas.report import fidelity_page, shell
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -334,8 +336,8 @@ def write(run: RunDir, measurement: Measurement) -> list[Path]:
     summary = measurement.to_json()
     atomic_write(files[0], buffer.getvalue())
     atomic_write(files[1], json.dumps(summary, indent=2) + "\n")
-    atomic_write(files[2], render(summary, run.path.name))
-    return files
+    page = shell.write(files[2], lambda: fidelity_page.render_page(run.path.name, summary, lines(summary)))
+    return files[:2] + [page] * (page is not None)
 
 
 def lines(summary: dict) -> list[str]:

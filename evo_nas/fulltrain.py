@@ -38,6 +38,7 @@ from evo_nas.exporting import ONNX_OPSET, export_onnx, onnx_parity
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import dumps, load_genome
+from evo_nas.progress import duration
 from evo_nas.records import Result, Status
 from evo_nas.spaces import parse_genome
 from evo_nas.store import RunDir
@@ -399,15 +400,9 @@ def _start_line(cfg: FullTrainConfig, device, epoch: int, counts: dict, images: 
 def _epoch_line(cfg: FullTrainConfig, h: dict, images: int, seconds: float) -> str:
     tested = f"  test {h['test_accuracy']:.2%}" if h["test_accuracy"] is not None else ""
     left = (cfg.epochs - h["epoch"]) * seconds
-    eta = f", ~{_duration(left)} left" if left else ""
+    eta = f", ~{duration(left)} left" if left else ""
     return (f"epoch {h['epoch']}/{cfg.epochs}  loss {h['train_loss']:.4f}{tested}  lr {h['lr']:.4f}  "
             f"{seconds:.1f} s ({images / max(seconds, 1e-9):,.0f} images/s{eta})")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 # -- the final protocol of a study: one training per request ----------------------------------------

@@ -15,11 +15,10 @@ from evo_nas import spaces
 from evo_nas.config import Skeleton
 from evo_nas.errors import ConfigError, UserError
 from evo_nas.evaluate.count import build_meta, count, count_params, shape_pass
-from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import load_genome
 from evo_nas.published import MOBILE_MULT_ADDS
-from evo_nas.report import lecture
+from evo_nas.report import lecture, shell
 
 DEFAULT_INPUT = ((3, 32, 32), 10)  # input shape and classes, unless a named skeleton gives them
 
@@ -81,12 +80,12 @@ def comparison(genome: Genome, stem: str, entry: spaces.SpaceEntry, sk: Skeleton
             "own": own, "mobile": counts.macs < MOBILE_MULT_ADDS, "rows": lecture.rows([own])}
 
 
-def write_figure(summary: dict, out: str) -> Path:
-    """The lecture's two figures with this genome placed among them, as a self-contained page."""
+def write_figure(summary: dict, out: str) -> Path | None:
+    """The lecture's figures with this genome among them, as a page (None: no plotly; a warning said so)."""
     own = summary["compare"]["own"]
-    text = lecture.page(lecture.figures([own]), f"{own['name']} among the published ImageNet architectures")
+    title = f"{own['name']} among the published ImageNet architectures"
     try:
-        return atomic_write(out, text)
+        return shell.write(Path(out), lambda: shell.render(title, title, (lecture.section([own]),)))
     except OSError as err:
         raise UserError(f"--figure: cannot write {out} ({err.strerror})") from None
 

@@ -297,14 +297,10 @@ def write(study: RunDir, summary) -> dict[str, Path]:
     files = {"csv": study.path / "study.csv", "json": study.path / "study.json", "html": study.path / "study.html"}
     atomic_write(files["csv"], csv_text(summary))
     atomic_write(files["json"], json.dumps(_plain(dataclasses.asdict(summary)), indent=2) + "\n")
-    try:
-        from evo_nas.report.protocol_page import render
-    except ImportError as missing:  # plotly: the tables are written, the page waits for it
-        import warnings
+    from evo_nas.report import protocol_page, shell
 
-        warnings.warn(f"{files['html']}: not written ({missing}); the CSV and JSON are", stacklevel=2)
-        return {k: v for k, v in files.items() if k != "html"}
-    atomic_write(files["html"], render(summary, study.path.name))
+    if shell.write(files["html"], lambda: protocol_page.render_page(summary, study.path.name)) is None:
+        del files["html"]  # no plotly: the tables are written, the page waits for it
     return files
 
 

@@ -220,7 +220,8 @@ class History:
         self.fidelity = fidelity
         self.records: list[Record] = []  # of this fidelity, in the order written
         self.others: list[Record] = []  # of other fidelities
-        self._rungs: dict[int, dict[int, list[Record]]] = {}  # id -> rung -> its records (repeats)
+        self._rungs: dict[tuple[int, int], list[Record]] = {}  # (id, rung) -> its trainings, first written first
+        self._top: dict[int, int] = {}  # id -> the highest rung it reached
         self._first: dict[str, int] = {}  # canonical key -> id of its first evaluation
         for record in records:
             self.add(record)
@@ -234,7 +235,8 @@ class History:
             self.others.append(record)
             return
         self.records.append(record)
-        self._rungs.setdefault(record.id, {}).setdefault(record.rung, []).append(record)
+        self._rungs.setdefault((record.id, record.rung), []).append(record)
+        self._top[record.id] = max(self._top.get(record.id, record.rung), record.rung)
         if record.cache_of is None:
             self._first.setdefault(record.key, record.id)
 
@@ -243,12 +245,16 @@ class History:
 
     def final(self, ident: int) -> Record | None:
         """The individual's record at the highest rung it reached (its repeats combined)."""
-        rungs = self._rungs.get(ident)
-        return None if rungs is None else combined(rungs[max(rungs)])
+        top = self._top.get(ident)
+        return None if top is None else combined(self._rungs[(ident, top)])
 
     def finals(self) -> list[Record]:
         """Each individual's final record, by id; cache hits included."""
-        return [self.final(i) for i in sorted(self._rungs)]
+        return [self.final(i) for i in sorted(self._top)]
+
+    def rung_records(self) -> list[Record]:
+        """Each individual's record at each rung it reached (repeats combined, cache hits too), first written first."""
+        return [combined(trainings) for trainings in self._rungs.values()]
 
     def evaluations(self) -> list[Record]:
         """Final records of the individuals that were evaluated (not served from the cache)."""

@@ -1,10 +1,10 @@
-"""`evonas refine RUN`: a new run whose hyperparameter ranges are narrowed around the best quarter
-of an old run's evaluations, and widened past a border those best values sit at.   [no torch]
+"""`evonas refine RUN`: a new run whose hyperparameter ranges are narrowed around the best
+candidates of an old run, and widened past a border those best values sit at.   [no torch]
 
 The lecture's advice for hyperparameter search: random rather than grid, on a log scale where
 appropriate, "careful with best values on the border", and "may refine the search" once a first
-search shows where the good values are. The border rule is the report's (report.data.border_edges),
-so the report's warning and refine's widening always agree.
+search shows where the good values are. The best candidates and the border rule are the report's
+(spaces.hparams), so the report's warning and refine's widening always agree.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from pathlib import Path
 from evo_nas import config as configs
 from evo_nas.errors import ConfigError
 from evo_nas.genome import OPTIMIZERS
-from evo_nas.records import History, Record
-from evo_nas.report.data import border_edges
-from evo_nas.spaces.hparams import NUMERIC, HParamSpace
+from evo_nas.records import History
+from evo_nas.spaces.hparams import NUMERIC, HParamSpace, best_candidates, border_edges
 from evo_nas.store import RunDir
 
-BEST_SHARE = 0.25  # the best quarter of the evaluations, by validation accuracy
 MIN_EVALUATIONS = 4  # fewer successful evaluations say nothing about where the good values are
 MARGIN = 0.1  # a narrowed range reaches this share of the old width beyond the best values
 WIDEN = 0.25  # a border the best values sit at moves out by this share of the old width
@@ -45,19 +43,13 @@ class Plan:
     options: dict  # the new run's settings (flat names)
 
 
-def best_quarter(evaluations: list[Record]) -> list[Record]:
-    """The best quarter (rounded up) of the successful evaluations that carry hparams, by accuracy."""
-    ok = sorted((e for e in evaluations if e.ok and e.genome.hparams is not None), key=lambda e: (-e.accuracy, e.id))
-    return ok[: math.ceil(BEST_SHARE * len(ok))]
-
-
 def refined(history: History, space: HParamSpace) -> tuple[HParamSpace, list[Change]]:
-    """The ranges around the best quarter of `history`'s evaluations, searched in `space`."""
+    """The ranges around the best candidates of `history`'s evaluations, searched in `space`."""
     evaluations = [e for e in history.evaluations() if e.ok and e.genome.hparams is not None]
     if len(evaluations) < MIN_EVALUATIONS:
         raise ConfigError(f"refine: {len(evaluations)} successful evaluations with hyperparameters; refining needs "
                           f"at least {MIN_EVALUATIONS}")
-    best = best_quarter(evaluations)
+    best = best_candidates(evaluations)
     changes = [numeric_change(gene, [getattr(e.genome.hparams, gene) for e in best], getattr(space, gene),
                               gene in space.LOG_SCALED, space.HARD_LIMITS.get(gene), len(evaluations))
                for gene in NUMERIC]
@@ -70,7 +62,7 @@ def refined(history: History, space: HParamSpace) -> tuple[HParamSpace, list[Cha
 def numeric_change(gene: str, values: list[float], bounds: tuple[float, float], log: bool,
                    hard: tuple[float, float] | None, n: int) -> Change:
     """Narrow `bounds` to the best `values` and MARGIN of the old width beyond them (log scale
-    when `log`); an edge most of them sit at (report.data's rule) moves WIDEN of the old width
+    when `log`); an edge most of them sit at (the report's border rule) moves WIDEN of the old width
     outwards instead, never past a hard limit."""
     edges = border_edges(values, bounds, log, hard)
     new = _new_bounds(values, bounds, log, hard, edges)

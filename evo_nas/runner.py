@@ -296,7 +296,7 @@ class Job:
 
             report.refresh(self.run)  # report.html, front.csv, history.csv
         else:
-            write_csv(history_frame(self.history), self.run.history_file)
+            write_csv(history_frame(self.history, self.cfg.search.objectives), self.run.history_file)
         if self.progress is not None:
             self.progress.generation_done(self, state)
         results, self.generation_results = self.generation_results, []

@@ -10,13 +10,15 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
 
+from evo_nas import pareto
 from evo_nas.errors import RunDirError
 from evo_nas.files import atomic_write, fsync_dir
-from evo_nas.records import History, Record
+from evo_nas.records import History, Record, Status
 
 FORMAT = 1
 KEEP_SNAPSHOTS = 3  # older ones are deleted; the newest that reads back is used
@@ -115,6 +117,16 @@ class RunDir:
         if not isinstance(meta, dict):
             raise RunDirError(f"{self.meta_file}: unreadable (not a JSON object)")
         return meta
+
+    def objectives(self) -> tuple[str, ...]:
+        """The run's objectives: meta.json's (config.yaml's in older runs), else the default three."""
+        from evo_nas.config import flat_config  # config is not needed to read a journal
+
+        names = self.meta().get("objectives") or flat_config(self.config()).get("objectives") or pareto.OBJECTIVES
+        if not isinstance(names, list | tuple) or not names or any(n not in pareto.OBJECTIVES for n in names):
+            raise RunDirError(f"{self.meta_file}: objectives {names!r} are not names from "
+                              f"{', '.join(pareto.OBJECTIVES)}")
+        return tuple(names)
 
     def config(self) -> dict:
         try:
@@ -247,23 +259,58 @@ def yaml_error(err: Exception) -> str:
 
 # -- tables (pandas), derived from the journal -------------------------------------------
 
-HISTORY_COLUMNS = ["id", "rung", "repeat", "generation", "operator", "parents", "status", "accuracy", "macs", "params",
-                   "train_loss", "epochs", "wall_time", "device", "path", "cache_of", "error", "key", "genome"]
+# An evaluation row's columns and their pandas dtypes, for history.csv (a row per journal line),
+# the report's table and evo_nas.load (a row per individual and rung, repeats combined: `repeat`
+# empty), front.csv and `evonas front` (FRONT_COLUMNS). `final`: the individual's highest rung;
+# `on_front`: final and on the front. HPARAM_COLUMNS go before key and genome in runs with them.
+COLUMNS = {
+    "id": "int64", "rung": "int64", "repeat": "Int64", "generation": "int64", "operator": "string", "parents": None,
+    "status": None, "accuracy": "float64", "accuracy_sd": "float64", "repeats": "Int64", "macs": "Int64",
+    "params": "Int64", "train_loss": "float64", "epochs": "float64", "wall_time": "float64", "images_per_s": "float64",
+    "device": "string", "path": "string", "precision": "string", "fallback": "string", "cache_of": "Int64",
+    "error": "string", "finished": None, "final": "bool", "on_front": "bool", "name": "string",
+    "description": "string", "key": "string", "genome": None}  # None: set by `frame`
+HPARAM_COLUMNS = {"lr": "float64", "weight_decay": "float64", "dropout": "float64", "optimizer": "string"}
+FRONT_COLUMNS = ("id", "name", "generation", "operator", "parents", "accuracy", "accuracy_sd", "repeats", "macs",
+                 "params", "description", "genome")
 
 
-def history_frame(history: History):
-    """One row per journal line, ordered by id and rung; the genome as compact JSON."""
+def rows(records: Iterable[Record], history: History, front: Iterable[int] = ()) -> list[dict]:
+    """`records` of `history` as rows of plain values (parents a tuple, the genome a Genome)."""
+    members, names = set(front), list(COLUMNS)
+    if any(r.genome.hparams is not None for r in history.records):
+        names[-2:-2] = HPARAM_COLUMNS
+    out = []
+    for r in records:
+        final = r.rung == history.final(r.id).rung
+        own = {"final": final, "on_front": final and r.id in members, "name": r.genome.name,
+               "description": r.genome.describe(), **(r.genome.hparams.to_dict() if r.genome.hparams else {})}
+        out.append({c: own[c] if c in own else getattr(r, c, None) for c in names})
+    return out
+
+
+def frame(rows: list[dict]):
+    """Rows as a DataFrame, typed as COLUMNS says: status a categorical of Status's values."""
     import pandas as pd
 
-    rows = []
-    for r in sorted(history.records, key=lambda r: (r.id, r.rung, r.repeat or 0)):
-        data = r.to_json()
-        row = {c: data.get(c) for c in HISTORY_COLUMNS}
-        row["parents"] = " ".join(str(p) for p in r.parents)
-        row["genome"] = json.dumps(data["genome"], sort_keys=True, separators=(",", ":"))
-        rows.append(row)
-    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    df = pd.DataFrame(rows, columns=list(rows[0]) if rows else list(COLUMNS))
+    df["status"] = pd.Categorical([str(s) for s in df["status"]], categories=[s.value for s in Status])
+    df["finished"] = pd.to_datetime(df["finished"], errors="coerce")
+    return df.astype({c: t for c, t in {**COLUMNS, **HPARAM_COLUMNS}.items() if t and c in df.columns})
 
 
-def write_csv(frame, path: Path) -> None:
-    atomic_write(path, frame.to_csv(index=False))
+def history_frame(history: History, objectives: Iterable[str]):
+    """history.csv's table: a row per journal line, ordered by id, rung and repeat."""
+    lines = sorted(history.records, key=lambda r: (r.id, r.rung, r.repeat or 0))
+    return frame(rows(lines, history, [r.id for r in history.front(tuple(objectives))]))
+
+
+def csv_text(df) -> str:
+    """A table as CSV: parents as "4 8", the genome as compact JSON."""
+    flat = df.assign(parents=[" ".join(map(str, p)) for p in df["parents"]],
+                     genome=[json.dumps(g.to_dict(), sort_keys=True, separators=(",", ":")) for g in df["genome"]])
+    return flat.to_csv(index=False)
+
+
+def write_csv(df, path: Path) -> None:
+    atomic_write(path, csv_text(df))

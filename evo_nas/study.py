@@ -260,7 +260,8 @@ def _match_text(result: StudyResult, t: dict) -> str:
 
 
 def write(result: StudyResult, out: Path) -> dict[str, Path]:
-    from evo_nas.report.study_page import render
+    """The CSV, then the page (skipped with a warning where plotly is missing)."""
+    from evo_nas.report import shell, study_page
 
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{result.config.space}-{result.config.dataset}"
@@ -270,5 +271,6 @@ def write(result: StudyResult, out: Path) -> dict[str, Path]:
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in result.rows)
     atomic_write(files["csv"], buf.getvalue())
-    atomic_write(files["html"], render(result))  # self-contained, as the run report: it opens offline
+    if shell.write(files["html"], lambda: study_page.render_page(result, algorithm_table(result))) is None:
+        del files["html"]
     return files

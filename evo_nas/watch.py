@@ -81,19 +81,21 @@ class LiveReport:
 
     def _render(self, version: str) -> str:
         from evo_nas import report
+        from evo_nas.report import shell
 
         tail = LIVE % {"version": json.dumps(version), "ms": round(POLL_SECONDS * 1000)}
         try:
             return report.render_html(report.report_data(self.run), plotly_js="shared", tail=tail)
         except UserError as err:  # e.g. a line being repaired: say so, and keep polling
-            return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>evonas watch</title></head>"
-                    f"<body><p>evonas: {html.escape(str(err))}</p>{tail}</body></html>")
+            return shell.render("evonas watch", f"evonas watch {self.run.path.name}",
+                                intro=f"<p>evonas: {html.escape(str(err))}</p>", plotly_js=None, tail=tail)
 
 
 def handler(live: LiveReport) -> type[BaseHTTPRequestHandler]:
-    from plotly.offline import get_plotlyjs
+    """The server's answers; PlotlyMissing (one line) where plotly is not installed."""
+    from evo_nas.report import shell
 
-    plotly_js = get_plotlyjs().encode("utf-8")
+    plotly_js = shell.plotly_js_text().encode("utf-8")
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's name)

@@ -11,6 +11,7 @@ from scipy import stats as scipy_stats
 from evo_nas import stats
 from evo_nas.cli import main
 from evo_nas.store import RunDir
+from tests.test_report import without_plotly
 
 TINY = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-limit", "64", "--val-limit", "64",
         "--bn-recalibration", "32", "--batch-size", "32", "--cpu-threads", "1"]
@@ -69,3 +70,19 @@ def test_a_tiny_measurement_writes_its_tables_and_resumes(tmp_path, capsys):
     assert main(["resume", str(run)]) == 0
     again = json.loads((run / "fidelity.json").read_text())
     assert again["rows"] == summary["rows"] and again["validity"] == summary["validity"]
+    assert main(["report", str(run)]) == 0 and main(["front", str(run)]) == 0  # as any run directory
+
+
+def test_without_plotly_fidelity_writes_its_tables_and_skips_the_page(tmp_path):
+    """fidelity.write once imported plotly first, so a GPU machine without it lost every table (issue 21)."""
+    rows = [{"id": i, "genome": f"g{i}", "params": 10 * i, "macs": 100 * i, "naswot": 1.0 + i, "proxy": [0.5, 0.6],
+             "proxy_mean": 0.55, "reference": [0.7, 0.8], "reference_mean": 0.75} for i in range(4)]
+    summary = {"genomes": 4, "usable": 4, "repeats": 2, "failed": 0, "proxy": {}, "reference": {}, "rows": rows}
+    run = RunDir.create(tmp_path / "fid", {}, {"kind": "fidelity"})
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    done = without_plotly("import json; from evo_nas import fidelity; from evo_nas.store import RunDir; "
+                          "print(fidelity.write(RunDir('fid'), json.load(open('summary.json'))))", tmp_path)
+    assert json.loads((run.path / "fidelity.json").read_text()) == summary
+    assert len((run.path / "fidelity.csv").read_text().splitlines()) == 5
+    assert not (run.path / "fidelity.html").exists() and "fidelity.html" not in done.stdout
+    assert done.stderr.count("plotly is not installed") == 1

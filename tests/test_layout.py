@@ -22,7 +22,7 @@ LIGHT = ["evo_nas.algorithms", "evo_nas.pareto", "evo_nas.genome", "evo_nas.spac
 RULES = [(LIGHT, {"torch", "plotly"}),
          (["evo_nas", "evo_nas.report.drawing", "evo_nas.report.frames", "evo_nas.watch"],
           {"torch", "plotly", "pandas"}),
-         (["evo_nas.report.html", "evo_nas.report.study_page", "evo_nas.report.protocol_page"], {"torch"}),
+         (["evo_nas.report.html", "evo_nas.report.study_page", "evo_nas.report.protocol_page"], {"torch", "plotly"}),
          (["evo_nas.evaluate.engine", "evo_nas.evaluate.evaluator", "evo_nas.fulltrain"], {"plotly"})]
 
 

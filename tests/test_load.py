@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import evo_nas
+from evo_nas import report, store
 from evo_nas.errors import RunDirError
-from evo_nas.report import data as rdata
 from tests.test_report import history_records, make_run, repeated_records
 
 
@@ -22,10 +22,11 @@ def test_history_is_one_typed_row_per_evaluation(run):
     df = loaded.history
     journal = run.journal()
     assert list(zip(df["id"], df["rung"])) == list(dict.fromkeys((d["id"], d["rung"]) for d in journal))
-    assert list(df.columns) == list(rdata.ROW_COLUMNS) + list(rdata.HPARAM_FIELDS)
+    assert list(df.columns) == [*list(store.COLUMNS)[:-2], *store.HPARAM_COLUMNS, "key", "genome"]
     types = df.dtypes.astype(str).to_dict()
     assert {types[c] for c in ("id", "rung", "generation")} == {"int64"}
-    assert {types[c] for c in ("macs", "params", "cache_of", "repeats")} == {"Int64"}
+    assert {types[c] for c in ("macs", "params", "cache_of", "repeats", "repeat")} == {"Int64"}
+    assert df["repeat"].isna().all()  # a row per evaluation: its trainings combined
     assert {types[c] for c in ("accuracy", "wall_time", "lr")} == {"float64"}
     assert {types[c] for c in ("operator", "error", "optimizer")} == {"string"}
     assert types["status"] == "category" and list(df["status"].cat.categories) == ["ok", "failed", "infeasible"]
@@ -38,9 +39,17 @@ def test_history_is_one_typed_row_per_evaluation(run):
     assert df["genome"].iloc[1] == loaded.genome(1)
 
 
-def test_the_front_is_the_reports(run):
-    from evo_nas import report
+def test_history_csv_front_csv_and_load_share_one_column_table(run):
+    written = report.write_report(run.path)
+    lines, front = pd.read_csv(written["history"]), pd.read_csv(written["front"])
+    loaded = evo_nas.load(run.path)
+    assert list(lines.columns) == list(loaded.history.columns)  # one row per journal line, the same columns
+    assert len(lines) == len(run.journal()) and lines["on_front"].sum() == len(loaded.front)
+    assert list(front.columns) == list(store.FRONT_COLUMNS) and set(store.FRONT_COLUMNS) <= set(store.COLUMNS)
+    assert list(front["accuracy"]) == list(loaded.front["accuracy"]) and list(front["id"]) == list(loaded.front["id"])
 
+
+def test_the_front_is_the_reports(run):
     loaded = evo_nas.load(run.path)
     data = report.report_data(run)
     assert list(loaded.front["id"]) == list(data.front) == [1, 9, 4, 8, 2]
@@ -72,7 +81,7 @@ def test_the_readme_example(run, capsys):
 
 def test_an_empty_run_and_a_missing_one(tmp_path):
     empty = evo_nas.load(make_run(tmp_path / "empty", []).path)
-    assert empty.history.empty and list(empty.history.columns) == list(rdata.ROW_COLUMNS)
+    assert empty.history.empty and list(empty.history.columns) == list(store.COLUMNS)
     assert empty.front.empty and empty.front_records == ()
     with pytest.raises(RunDirError, match="no such run directory"):
         evo_nas.load(tmp_path / "nothing")

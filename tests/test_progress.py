@@ -13,7 +13,7 @@ from evo_nas.backends import serial
 from evo_nas.cli import cli
 from tests.test_run import TINY
 
-LINE = re.compile(r"gen (\d+)  evals (\d+) .* elapsed \S+  ETA (\S+)")
+LINE = re.compile(r"gen (\d+)  evals (\d+) .*  \d+%  elapsed .+  ETA (.+)$")
 
 
 def test_a_line_per_evaluation_with_an_eta_from_the_first_one(tmp_path):
@@ -22,8 +22,16 @@ def test_a_line_per_evaluation_with_an_eta_from_the_first_one(tmp_path):
     lines = [m for m in map(LINE.search, result.output.splitlines()) if m]
     evals = [int(m[2]) for m in lines]
     assert evals == list(range(1, 13))  # generation 0 and two more of 4: every evaluation told
-    assert lines[0][3] != "--:--"  # an ETA from the first evaluation, not from the first generation
-    assert lines[-1][3] == "0:00"
+    assert lines[0][3] != "-"  # an ETA from the first evaluation, not from the first generation
+    assert lines[-1][3] == "0.0 s"
+
+
+def test_one_progress_line_and_one_way_to_write_a_duration():
+    assert progress.line(12, 48, 30.0, "proxy genome 3 seed 1: accuracy 0.8125") == \
+        "proxy genome 3 seed 1: accuracy 0.8125  25%  elapsed 30.0 s  ETA 1 min 30 s"
+    assert progress.line(5, 10, 8.0, "resumed", since=5).endswith("50%  elapsed 8.0 s  ETA -")  # none done here yet
+    assert progress.line(6, 10, 8.0, "resumed", since=5).endswith("ETA 32.0 s")  # 1 in 8 s, 4 to go
+    assert [progress.duration(s) for s in (None, 3.21, 252, 7500)] == ["-", "3.2 s", "4 min 12 s", "2 h 05 min"]
 
 
 def test_a_long_candidate_tells_its_steps(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ import select
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from base64 import b64decode
@@ -31,14 +32,15 @@ import pytest
 from click.testing import CliRunner
 from pymoo.indicators.hv import HV
 
-from evo_nas import noise, pareto, report
+from evo_nas import noise, pareto, report, store
 from evo_nas.cli import cli, main
 from evo_nas.genome import HParams
 from evo_nas.genome_io import load_genome, loads
 from evo_nas.records import Record, Result, Status
 from evo_nas.report import data as rdata
-from evo_nas.report import drawing, figures
+from evo_nas.report import drawing, figures, shell
 from evo_nas.report import html as report_html
+from evo_nas.spaces import hparams as hp
 from evo_nas.spaces import parse_genome
 from evo_nas.spaces.cells import CellSpace, live_states
 from evo_nas.spaces.layers import LayerSpace
@@ -257,22 +259,54 @@ def test_lineage_goes_back_to_the_first_population(history):
 def test_border_rule():
     lr = (1e-3, 0.5)
     # "within 5%" is measured in log space: 0.37 is 95% of the way from 1e-3 to 0.5 in log terms.
-    assert rdata.border_edges([0.5, 0.40, 0.2], lr, log=True) == ["upper"]
-    assert rdata.border_edges([0.5, 0.3, 0.2], lr, log=True) == []  # one of three is not most
-    assert rdata.border_edges([1e-3, 1.2e-3, 0.5, 0.45], lr, log=True) == ["lower", "upper"]
-    assert rdata.border_edges([0.48], lr, log=False) == ["upper"]
-    assert rdata.border_edges([0.02], lr, log=True) == []  # 0.02 is near 0 linearly, mid-range in log
-    assert rdata.border_edges([0.02], lr, log=False) == ["lower"]
-    assert rdata.border_edges([0.0, 0.01, 0.3], (0.0, 0.5), log=False, hard=(0.0, 1.0)) == []  # dropout 0
-    assert rdata.border_edges([], lr, log=True) == []
+    assert hp.border_edges([0.5, 0.40, 0.2], lr, log=True) == ["upper"]
+    assert hp.border_edges([0.5, 0.3, 0.2], lr, log=True) == []  # one of three is not most
+    assert hp.border_edges([1e-3, 1.2e-3, 0.5, 0.45], lr, log=True) == ["lower", "upper"]
+    assert hp.border_edges([0.48], lr, log=False) == ["upper"]
+    assert hp.border_edges([0.02], lr, log=True) == []  # 0.02 is near 0 linearly, mid-range in log
+    assert hp.border_edges([0.02], lr, log=False) == ["lower"]
+    assert hp.border_edges([0.0, 0.01, 0.3], (0.0, 0.5), log=False, hard=(0.0, 1.0)) == []  # dropout 0
+    assert hp.border_edges([], lr, log=True) == []
 
 
-def test_best_candidates_are_the_top_tenth_at_least_three(history):
+def test_best_candidates_are_the_top_quarter_at_least_three(history):
     data = report.report_data(history)
-    assert data.best == (1, 9, 4)
-    evaluations = [Record(i, 0, genome(i), "", Result(Status.OK, accuracy=i / 100, macs=1, params=1))
+    assert data.best == (1, 9, 4)  # 3 of the 9 successful evaluations: a quarter, rounded up
+    hparams = HParams(lr=0.01, weight_decay=1e-4, dropout=0.0, optimizer="sgd")
+    evaluations = [Record(i, 0, genome(i, hparams), "", Result(Status.OK, accuracy=i / 100, macs=1, params=1))
                    for i in range(100)]
-    assert [e.id for e in rdata.best_candidates(evaluations)] == list(range(99, 89, -1))
+    assert [e.id for e in hp.best_candidates(evaluations)] == list(range(99, 74, -1))
+    assert [e.id for e in hp.best_candidates(evaluations[:5])] == [4, 3, 2]
+
+
+def test_the_reports_border_warning_and_refine_count_the_same_best_candidates(tmp_path):
+    """The report once took the top 10% and `refine` the top quarter (issue 20)."""
+    from evo_nas import refine
+
+    rng = random.Random(2)
+    records = [rec(i, 0, 0.5 + i / 100, 100, 10, g=genome(i, HParams(lr=0.5 if i >= 30 else rng.uniform(0.01, 0.1),
+                                                                     weight_decay=1e-4, dropout=0.1, optimizer="sgd")))
+               for i in range(40)]  # the best ten sit at lr's upper edge
+    run = make_run(tmp_path / "r", records, hparams=True)
+    warning = next(g.warning for g in report.report_data(run).genes if g.name == "lr")
+    plan = refine.plan(run.path)
+    why = next(c.why for c in plan.changes if c.gene == "lr")
+    assert "most of the 10 best candidates sit at the upper edge (0.5)" in warning
+    assert why.startswith("the best 10 of 40") and "most sit at the upper edge" in why
+
+
+def test_the_report_uses_the_runs_own_hyperparameter_ranges(tmp_path):
+    """`--hparams --lr-range 0.01,0.02` with the best at 0.0199: the report once showed the
+    default range (0.001, 0.5) and no warning (issue 20)."""
+    records = [rec(i, 0, 0.5 + i / 100, 100, 10, g=genome(i, HParams(lr=0.0199 if i >= 6 else 0.012 + i / 1000,
+                                                                     weight_decay=1e-4, dropout=0.1, optimizer="adam")))
+               for i in range(9)]
+    run = make_run(tmp_path / "r", records, hparams=True, lr_range=[0.01, 0.02], weight_decay_range=[1e-5, 1e-3],
+                   optimizers=["adam", "sgd"])
+    genes = {g.name: g for g in report.report_data(run).genes}
+    assert genes["lr"].bounds == (0.01, 0.02) and genes["weight_decay"].bounds == (1e-5, 1e-3)
+    assert "the upper edge (0.02) of its range 0.01 to 0.02" in genes["lr"].warning
+    assert genes["weight_decay"].warning is None and genes["dropout"].bounds == (0.0, 0.5)
 
 
 def test_hparam_warning_names_the_gene_and_edge(history):
@@ -285,6 +319,14 @@ def test_hparam_warning_names_the_gene_and_edge(history):
     assert "class='warning'>⚠ learning rate: most of the 3 best candidates" in page
 
 
+def test_the_hard_limits_are_the_spaces_own(history, monkeypatch):
+    """HARD_LIMITS was written twice, in the space and in the report (issue 20): once now."""
+    assert next(g for g in report.report_data(history).genes if g.name == "dropout").warning is None  # 0 is hard
+    monkeypatch.setattr(hp.HParamSpace, "HARD_LIMITS", {})
+    warning = next(g for g in report.report_data(history).genes if g.name == "dropout").warning
+    assert "dropout: most of the 3 best candidates sit at the lower edge (0)" in warning
+
+
 def test_no_hparam_section_when_the_run_has_none(tmp_path):
     data = report.report_data(make_run(tmp_path / "r", history_records()))
     assert data.genes == ()
@@ -292,10 +334,10 @@ def test_no_hparam_section_when_the_run_has_none(tmp_path):
 
 
 def test_every_evaluation_is_a_row_in_the_journals_order(history):
-    rows = rdata.evaluation_rows(history.history(), report.report_data(history).front)
+    rows = report.report_data(history).rows()
     pairs = list(dict.fromkeys((r["id"], r["rung"]) for r in history.journal()))  # first written, once each
     assert [(r["id"], r["rung"]) for r in rows] == pairs and len(rows) == 13
-    assert list(rows[0]) == list(rdata.ROW_COLUMNS) + list(rdata.HPARAM_FIELDS)
+    assert list(rows[0]) == [*list(store.COLUMNS)[:-2], *store.HPARAM_COLUMNS, "key", "genome"]
     by = {(r["id"], r["rung"]): r for r in rows}
     assert not by[(9, 0)]["final"] and by[(9, 1)]["final"] and by[(9, 1)]["on_front"] and not by[(9, 0)]["on_front"]
     assert by[(6, 0)]["cache_of"] == 2 and by[(5, 0)]["status"] is Status.FAILED
@@ -304,7 +346,7 @@ def test_every_evaluation_is_a_row_in_the_journals_order(history):
 
 def test_repeats_are_one_evaluation_with_mean_and_sd(repeated):
     data = report.report_data(repeated)
-    rows = rdata.evaluation_rows(data.history, data.front)
+    rows = data.rows()
     assert [r["id"] for r in rows] == [0, 1, 2] and len(repeated.journal()) == 9
     assert rows[0]["accuracy"] == pytest.approx(statistics.fmean((0.50, 0.54, 0.58)))
     assert rows[0]["accuracy_sd"] == pytest.approx(statistics.stdev((0.50, 0.54, 0.58)))
@@ -615,7 +657,7 @@ def test_out_replaces_its_own_reports_old_and_new(history, tmp_path):
     old = tmp_path / "old.html"  # a report from before the generator tag
     old.write_text("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>evonas report: x</title>")
     report.write_report(history.path, old)
-    assert report_html.GENERATOR in old.read_text()[:400]
+    assert shell.GENERATOR in old.read_text()[:400]
     assert report.written_by_evonas(old, "report") and not report.written_by_evonas(history.journal_file, "report")
 
 
@@ -644,6 +686,53 @@ def test_refresh_warns_instead_of_failing_the_run(history):
     history.append(rec(12, 3, 0.5, 100, 10, [1]))
     with pytest.warns(UserWarning, match="report not refreshed.*line 14 is damaged"):
         report.refresh(history)
+
+
+def without_plotly(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run Python `code` in a process where plotly cannot be imported (the GPU image has none)."""
+    blocked = f"import sys; sys.modules['plotly'] = None; sys.path.insert(0, {str(ROOT)!r})\n{code}"
+    done = subprocess.run([sys.executable, "-c", blocked], cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_without_plotly_a_refresh_writes_the_tables_and_skips_the_page_with_one_warning(history):
+    """A default `evonas run` on a machine without plotly once died after generation 0 (issue 21)."""
+    done = without_plotly("import warnings; from evo_nas import report; from evo_nas.store import RunDir; "
+                          "warnings.simplefilter('always'); report.refresh(RunDir('history'))", history.path.parent)
+    assert not (history.path / "report.html").exists()
+    assert len(pd.read_csv(history.history_file)) == 13 and list(pd.read_csv(history.path / "front.csv")["id"]) == [
+        1, 9, 4, 8, 2]
+    assert done.stderr.count("plotly is not installed") == 1 and "report.html: not written" in done.stderr
+
+
+def fidelity_dir(path: Path) -> RunDir:
+    """A directory as `evonas fidelity` writes it: meta.json of kind "fidelity" without a reference
+    point, and each of four genomes trained with two seeds at the proxy (rung 0) and at the
+    reference (rung 1), where the larger ones are the better (the proxy says the opposite)."""
+    run = RunDir.create(path, {"space": "nb201", "dataset": "fashion-mnist", "device": "cpu", "repeats": 2, **PROXY},
+                        {"kind": "fidelity", "seed": 0, "objectives": ["accuracy", "macs", "params"],
+                         "reference_point": {}, "created": "2026-01-01T00:00:00", "versions": VERSIONS})
+    for rung in (0, 1):
+        for i in range(4):
+            for k in range(2):
+                run.append(rec(i, 0, 0.5 + (i if rung else 3 - i) / 10 + k / 100, 100 * (i + 1), 10 * (i + 1),
+                               op="fidelity", rung=rung, repeat=k))
+    return run
+
+
+def test_a_fidelity_directory_opens_in_report_and_front(tmp_path, capsys):
+    """`evonas report` and `front` once failed on it: "meta.json: no usable reference_point" (issue 20).
+    They show its evaluations, each genome at its highest fidelity, without a hypervolume."""
+    run = fidelity_dir(tmp_path / "fid")
+    assert main(["report", str(run.path)]) == 0
+    page = (run.path / "report.html").read_text()
+    assert "a fidelity measurement (its own page: fidelity.html)" in page and "none: no hypervolume" in page
+    assert page.count("data-rung='1'>") == 4 and len(pd.read_csv(run.history_file)) == 16
+    capsys.readouterr()
+    assert main(["front", str(run.path), "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["accuracy"]) for r in front] == [(i, pytest.approx(0.505 + i / 10)) for i in (3, 2, 1, 0)]
 
 
 def test_empty_run_gets_a_report(tmp_path):
@@ -972,6 +1061,37 @@ PANEL_JS = """(function () {
 })()"""
 
 
+NAMES_JS = """(function () {
+  var out = {};
+  ['plot-published-macs', 'plot-published-params'].forEach(function (id) {
+    var gd = document.getElementById(id), box = gd.getBoundingClientRect();
+    var rect = function (e) { var r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    out[id] = {box: rect(gd), title: rect(gd.querySelector('.gtitle')), modebar: rect(gd.querySelector('.modebar')),
+               names: Array.prototype.map.call(gd.querySelectorAll('.annotation-text-g'), function (g) {
+                 return rect(g).concat([g.textContent]); })};
+  });
+  return out;
+})()"""
+
+
+def check_lecture_names(browser: "Browser") -> None:
+    """The published figures' titles and names as drawn: each inside its figure, none over
+    another (they once read "eNet top-1 ...", "obileNet-v2", "Inception-", names on names)."""
+    def inside(r, box):
+        return box[0] <= r[0] and r[2] <= box[2] and box[1] <= r[1] and r[3] <= box[3]
+
+    from evo_nas.published import PUBLISHED
+
+    for plot, drawn in browser.eval(NAMES_JS).items():
+        title, names = drawn["title"], drawn["names"]
+        assert inside(title, drawn["box"]) and title[2] < drawn["modebar"][0], (plot, title)
+        assert sorted(n[4] for n in names if "mobile limit" not in n[4]) == sorted(p.name for p in PUBLISHED)
+        for k, a in enumerate(names):
+            assert inside(a, drawn["box"]), (plot, a)
+            for b in names[k + 1:]:
+                assert a[2] <= b[0] + 1 or b[2] <= a[0] + 1 or a[3] <= b[1] + 1 or b[3] <= a[1] + 1, (plot, a, b)
+
+
 def hover(browser: "Browser", plot: str, trace: str) -> tuple[int, dict]:
     """Move the mouse onto the first point of `trace` in `plot`, as a person would; the id of
     that point and what the hover label and the side panel then show."""
@@ -1005,7 +1125,7 @@ def check_page(browser: Browser, data) -> dict:
     journal = data.history.records
     pairs = list(dict.fromkeys((r.id, r.rung) for r in journal))
     assert [(i, rung) for i, rung, _ in probe["rows"]] == pairs
-    finals = {(r.id, r.rung): r for r in rdata.evaluations_of(data.history)}
+    finals = {(r.id, r.rung): r for r in data.history.rung_records()}
     assert [s for *_, s in probe["rows"]] == [str(finals[p].status) for p in pairs]
     return probe
 
@@ -1015,7 +1135,7 @@ def check_interaction(browser: Browser, data) -> None:
     values = browser.eval(SORT_JS)
     numbers = [float(v) for v in values if v != ""]
     assert numbers == sorted(numbers) and all(v == "" for v in values[len(numbers):])  # blanks last
-    statuses = [r.status for r in rdata.evaluations_of(data.history)]
+    statuses = [r.status for r in data.history.rung_records()]
     status = Status.FAILED if Status.FAILED in statuses else Status.OK
     shown, text = browser.eval(FILTER_JS % json.dumps(status.value))
     assert shown == statuses.count(status) and text == f"{shown} of {len(statuses)} shown"
@@ -1042,6 +1162,7 @@ def test_report_renders_in_chromium(which, request, tmp_path):
             keep_screenshot(browser.screenshot(tmp_path / "report-overview.png", "body", most=1150))
             keep_screenshot(browser.screenshot(tmp_path / "report-evaluations.png", "div.evaluations", most=560))
         if which == "cells":  # ... and cells drawn beside their point (made-up accuracies)
+            check_lecture_names(browser)
             keep_screenshot(browser.screenshot(tmp_path / "report-front-cells.png", "div.front", most=1300))
             hover(browser, "plot-macs", rdata.FRONT_TRACE)
             keep_screenshot(browser.screenshot(tmp_path / "report-hover.png"))

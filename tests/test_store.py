@@ -8,7 +8,7 @@ import pytest
 from evo_nas.errors import RunDirError
 from evo_nas.records import History, Record, Result, Status
 from evo_nas.spaces.nb201 import NB201Genome, NB201Space
-from evo_nas.store import RunDir, history_frame
+from evo_nas.store import COLUMNS, RunDir, csv_text, history_frame
 
 GENOME = NB201Genome.from_arch_string("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_3x3~2|")
 OTHER = NB201Genome.from_arch_string("|nor_conv_1x1~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_3x3~2|")
@@ -89,9 +89,11 @@ def test_snapshots_fall_back_to_the_previous_one(tmp_path):
 
 
 def test_history_is_sorted_by_id_and_rung():
-    frame = history_frame(History([record(2, parents=(0, 1)), record(0, OTHER), record(2, rung=1)]))
+    frame = history_frame(History([record(2, parents=(0, 1)), record(0, OTHER), record(2, rung=1)]), ["accuracy"])
     assert list(zip(frame["id"], frame["rung"])) == [(0, 0), (2, 0), (2, 1)]
-    assert frame["parents"].tolist() == ["", "0 1", ""]
+    assert list(frame["final"]) == [True, False, True] and list(frame["on_front"]) == [True, False, True]
+    lines = csv_text(frame).splitlines()
+    assert [line.split(",")[list(COLUMNS).index("parents")] for line in lines[1:]] == ["", "0 1", ""]
 
 
 def test_a_record_round_trips_through_its_journal_line():

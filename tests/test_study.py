@@ -15,6 +15,7 @@ from evo_nas.search import State
 from evo_nas.spaces.nb201 import OPS as NB201_OPS
 from evo_nas.spaces.nb201 import NB201Genome
 from evo_nas.study import StudyConfig, run_one, run_study, summary_lines, table_search
+from tests.test_report import without_plotly
 
 ALGORITHMS = ("aging", "nsga2", "random")
 
@@ -178,3 +179,11 @@ def test_the_study_page_has_the_table_the_hypervolume_and_labelled_bands(small):
     assert json.dumps(f"all 15,625 cells: {result.space_hv:.4f}") in page
     assert "Hypervolume of (validation error, params)" in page
     assert page.count("Plotly.newPlot") == 2 and "<meta name='generator' content='evonas report'>" in page
+
+
+def test_without_plotly_the_study_writes_its_csv_and_skips_the_page(tmp_path):
+    done = without_plotly("from evo_nas import study; print(sorted(study.run_study(study.StudyConfig("
+                          "algorithms=('random',), seeds=2, budget=10, out='out')).files))", tmp_path)
+    assert done.stdout.split() == ["['csv']"] and not (tmp_path / "out" / "nb201-cifar10.html").exists()
+    assert len((tmp_path / "out" / "nb201-cifar10.csv").read_text().splitlines()) == 3
+    assert done.stderr.count("plotly is not installed") == 1

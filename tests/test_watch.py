@@ -19,7 +19,7 @@ import pytest
 
 from evo_nas import watch
 from evo_nas.store import RunDir
-from tests.test_report import Browser, history_records, make_run, needs_chromium, rec
+from tests.test_report import Browser, history_records, make_run, needs_chromium, rec, without_plotly
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-limit", "96", "--val-limit", "64",
@@ -131,6 +131,12 @@ def test_bad_input_is_one_line_and_exit_2(run, tmp_path, capsys):
         assert err.count("\n") == 1 and "cannot listen there" in err and "--port" in err
     finally:
         busy.server_close()
+
+
+def test_without_plotly_it_is_one_line_and_exit_2(run):
+    done = without_plotly(f"from evo_nas.cli import main; print(main(['watch', {str(run.path)!r}, '--port', '0']))",
+                          run.path)
+    assert done.stdout.split() == ["2"] and done.stderr.count("\n") == 1 and "plotly is not installed" in done.stderr
 
 
 ROWS_JS = """(function () {

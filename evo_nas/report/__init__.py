@@ -2,48 +2,34 @@
 drawings (report.drawing), how it looks (report.html), and writing it.
 
 `report_data(run_dir)` computes a small `ReportData` from the journal (no plotly); `render_html`
-turns it into one page (plotly.js embedded, so the file opens offline, unless one shared
-plotly.min.js is asked for); `write_report` writes it with its front and history CSVs; `refresh`
-is what the runner calls after each generation. The journal is the truth: everything is
+turns it into one page (report.shell: plotly.js embedded, so it opens offline, unless shared);
+`write_report` writes it with its front and history CSVs, which never need plotly; `refresh` is
+what the runner calls after each generation. The journal is the truth: everything is
 recomputed from it. What is counted, and how, is in docs/report.md.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
 
 from evo_nas.errors import UserError
 from evo_nas.files import atomic_write
-from evo_nas.records import Record
+from evo_nas.report import shell
 from evo_nas.report.data import ReportData, report_data, si
-from evo_nas.store import RunDir, history_frame
-
-FRONT_COLUMNS = ["id", "name", "generation", "operator", "parents", "accuracy", "accuracy_sd", "repeats", "macs",
-                 "params", "description", "genome"]
-PLOTLY_JS = ("inline", "shared")
+from evo_nas.report.html import render_html
+from evo_nas.store import FRONT_COLUMNS, RunDir, csv_text, frame, history_frame, rows
 
 
 def front_rows(run_dir: str | os.PathLike | RunDir) -> list[dict]:
-    """The front as JSON-ready rows, best accuracy first."""
-    data = report_data(run_dir)
-    return [_row(data.individuals[i]) for i in data.front]
+    """The front as JSON-ready rows (store.FRONT_COLUMNS), best accuracy first."""
+    return [{**{c: r[c] for c in FRONT_COLUMNS}, "parents": list(r["parents"]), "genome": r["genome"].to_dict()}
+            for r in _front(report_data(run_dir))]
 
 
-def _row(e: Record) -> dict:
-    return {"id": e.id, "name": e.genome.name, "generation": e.generation, "operator": e.operator,
-            "parents": list(e.parents), "accuracy": e.accuracy, "accuracy_sd": e.accuracy_sd, "repeats": e.repeats,
-            "macs": e.macs, "params": e.params, "description": e.genome.describe(), "genome": e.genome.to_dict()}
-
-
-def front_frame(rows: list[dict]):
-    import pandas as pd
-
-    flat = [{**r, "parents": " ".join(map(str, r["parents"])),
-             "genome": json.dumps(r["genome"], sort_keys=True, separators=(",", ":"))} for r in rows]
-    return pd.DataFrame(flat, columns=FRONT_COLUMNS)
+def _front(data: ReportData) -> list[dict]:
+    return rows([data.individuals[i] for i in data.front], data.history, data.front)
 
 
 def print_front(rows: list[dict]) -> None:
@@ -67,12 +53,6 @@ def print_front(rows: list[dict]) -> None:
     console.print(table)
 
 
-def render_html(data: ReportData, plotly_js: str = "inline", tail: str = "") -> str:
-    from evo_nas.report.html import render_html as render
-
-    return render(data, plotly_js, tail)
-
-
 def write_report(run_dir: str | os.PathLike | RunDir, out: str | os.PathLike | None = None,
                  plotly_js: str = "inline") -> dict[str, Path]:
     """Write the report with its front and history CSVs: report.html, front.csv and history.csv
@@ -82,26 +62,24 @@ def write_report(run_dir: str | os.PathLike | RunDir, out: str | os.PathLike | N
     Everything is checked, read and rendered before the first byte is written. `out` never
     replaces one of the run's own files, nor any file that is not one evonas wrote of the
     same kind: a UserError says which, and nothing is written."""
-    if plotly_js not in PLOTLY_JS:
-        raise UserError(f"--plotly-js: must be one of {', '.join(PLOTLY_JS)}, got {plotly_js!r}")
+    if plotly_js not in shell.PLOTLY_JS:
+        raise UserError(f"--plotly-js: must be one of {', '.join(shell.PLOTLY_JS)}, got {plotly_js!r}")
     run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
     targets = _targets(run, out, plotly_js)
     if out is not None:
         _check_targets(run, targets)
     data = report_data(run)
-    files = {"report": render_html(data, plotly_js), "front": front_frame([_row(data.individuals[i])
-                                                                          for i in data.front]).to_csv(index=False),
-             "history": history_frame(data.history).to_csv(index=False)}
-    if plotly_js == "shared":
-        from plotly.offline import get_plotlyjs
-
-        files["plotly.js"] = get_plotlyjs()
-    for kind, path in targets.items():
+    files = {"front": csv_text(frame(_front(data))[list(FRONT_COLUMNS)]),
+             "history": csv_text(history_frame(data.history, data.objectives))}
+    page = shell.rendered(targets["report"], lambda: render_html(data, plotly_js))  # None: no plotly
+    if page is not None:
+        files.update({"report": page, **({"plotly.js": shell.plotly_js_text()} if plotly_js == "shared" else {})})
+    for kind in files:  # the tables first: they never depend on the page
         try:
-            _write_unless_same(path, files[kind])
+            _write_unless_same(targets[kind], files[kind])
         except OSError as err:
-            raise UserError(f"{path}: cannot write the report ({err.strerror or err})") from None
-    return targets
+            raise UserError(f"{targets[kind]}: cannot write the report ({err.strerror or err})") from None
+    return {kind: path for kind, path in targets.items() if kind in files}
 
 
 def _targets(run: RunDir, out, plotly_js: str) -> dict[str, Path]:
@@ -112,9 +90,7 @@ def _targets(run: RunDir, out, plotly_js: str) -> dict[str, Path]:
         targets = {"report": page, "front": page.with_name(f"{page.stem}-front.csv"),
                    "history": page.with_name(f"{page.stem}-history.csv")}
     if plotly_js == "shared":
-        from evo_nas.report.html import PLOTLY_FILE
-
-        targets["plotly.js"] = page.with_name(PLOTLY_FILE)
+        targets["plotly.js"] = page.with_name(shell.PLOTLY_FILE)
     return targets
 
 
@@ -152,9 +128,7 @@ def written_by_evonas(path: Path, kind: str) -> bool:
     except OSError:
         return False
     if kind == "report":
-        from evo_nas.report.html import GENERATOR
-
-        return start.startswith("<!DOCTYPE html>") and (GENERATOR in start or "<title>evonas report:" in start)
+        return start.startswith("<!DOCTYPE html>") and (shell.GENERATOR in start or "<title>evonas report:" in start)
     if kind == "plotly.js":
         return "plotly.js v" in start[:200]
     header = start.split("\n", 1)[0].split(",")
@@ -173,7 +147,8 @@ def _write_unless_same(path: Path, text: str) -> None:
 
 def refresh(run: RunDir) -> None:
     """Rewrite the report after a generation. A run directory or disk problem becomes a
-    warning, never a failed run: the search matters more than its report. Bugs still raise."""
+    warning, never a failed run: the search matters more than its report (without plotly, the
+    page is skipped with a warning and the tables are written). Bugs still raise."""
     try:
         write_report(run)
     except (UserError, OSError) as err:

@@ -1,15 +1,16 @@
-"""How a fidelity measurement looks: proxy against reference accuracy with the seeds' spread as
-error bars, and the rank statistics beside it.   [plotly]"""
+"""How a fidelity measurement looks: its summary's lines, and proxy against reference accuracy
+with the seeds' spread as error bars, drawn through report.shell from the summary and lines
+evo_nas.fidelity computed.   [stdlib]"""
 
 from __future__ import annotations
 
 import html
 import statistics
 
-import plotly.io as pio
+from evo_nas.report.shell import guide, plot, render
 
 
-def render(summary: dict, name: str) -> str:
+def render_page(name: str, summary: dict, lines: list[str]) -> str:
     rows = [r for r in summary["rows"] if r["reference_mean"] is not None]
 
     def sd(values):
@@ -21,14 +22,13 @@ def render(summary: dict, name: str) -> str:
              "error_y": {"type": "data", "array": [sd(r["proxy"]) for r in rows]},
              "text": [f"#{r['id']} {html.escape(r['genome'][:120])}" for r in rows], "hoverinfo": "text+x+y"}
     figure = {"data": [trace], "layout": {
-        "title": {"text": f"proxy against reference accuracy ({summary['usable']} genomes, "
-                          f"{summary['repeats']} seeds each; bars: one sd over the seeds)"},
+        "title": {"text": f"{summary['usable']} genomes, {summary['repeats']} seeds each", "x": 0, "xref": "paper"},
         "xaxis": {"title": {"text": "reference validation accuracy"}},
         "yaxis": {"title": {"text": "proxy validation accuracy"}}, "height": 560}}
-    from evo_nas.fidelity import lines
-
-    text = "".join(f"<li>{html.escape(line)}</li>" for line in lines(summary))
-    plot = pio.to_html(figure, include_plotlyjs=True, full_html=False, validate=False)
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>evonas fidelity: "
-            f"{html.escape(name)}</title></head><body style='font-family: system-ui, sans-serif; margin: 24px'>"
-            f"<h1>Does the proxy rank? {html.escape(name)}</h1><ul>{text}</ul>{plot}</body></html>\n")
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return render(f"evonas fidelity: {name}", f"Does the proxy rank? {name}", (
+        ("Rank statistics", (f"<ul>{items}</ul>", guide("Kendall's tau with a bootstrap 95% interval; "
+                                                        "docs/fidelity.md says what each line measures."))),
+        ("Proxy against reference", (plot(figure), guide(
+            "One point per genome: its mean accuracy over the seeds at the reference (x) and at the proxy (y); bars: "
+            "one standard deviation over the seeds. A proxy that ranks puts the points in the reference's order.")))))

@@ -1,5 +1,5 @@
 """The run report's figures, as plain plotly dicts computed from a `report.data.ReportData`
-(plotly.js draws them; no graph_objects needed).   [stdlib; plotly.colors]
+(plotly.js draws them; no graph_objects needed).   [stdlib; plotly.colors when drawn]
 
 Axes say what people read: accuracy clamped to [0, 1], log axes ticked 1-2-5 per decade and
 labelled 100K, 1M; generations in discrete colours; every point carries its id as customdata,
@@ -12,13 +12,10 @@ import html
 import math
 import re
 
-from plotly.colors import sample_colorscale
-
 from evo_nas.records import Record, front
 from evo_nas.report.data import FRONT_TRACE, Gene, ReportData, from_file, si
 
 RED, BLUE, GREEN, ORANGE, GREY = "#d62728", "#4c78a8", "#2ca02c", "#ff9f1c", "#888888"
-AXIS = {"gridcolor": "#e8e8e8", "linecolor": "#999", "showline": True, "zeroline": False, "ticks": "outside"}
 EVALUATIONS = "evaluations"  # the legend group of the per-generation traces (the browser test counts it)
 MOST_COLOURS = 10  # generations share a colour beyond this many
 
@@ -73,7 +70,7 @@ def hover(data: ReportData, e: Record) -> str:
 # -- axes -----------------------------------------------------------------------------------------
 
 def _axis(title: str, **options) -> dict:
-    return {**AXIS, "title": {"text": title}, **options}
+    return {"title": {"text": title}, **options}  # in report.shell's LOOK
 
 
 def accuracy_range(values, with_zero: bool = False) -> list[float]:
@@ -130,24 +127,17 @@ def _integer_ticks(n: int) -> dict:
     return {"dtick": 1} if n <= 20 else {}
 
 
-def _title(name: str) -> str:
-    return {"accuracy": "validation accuracy", "macs": "MACs per image (log scale)",
-            "params": "parameters (log scale)"}[name]
-
-
 # -- generations in discrete colours ----------------------------------------------------------------
 
 def generation_groups(last: int) -> list[tuple[int, int, str]]:
     """(first, last, colour) per group of generations: one each up to MOST_COLOURS, then equal runs."""
+    from plotly.colors import sample_colorscale
+
     width = max(1, math.ceil((last + 1) / MOST_COLOURS))
     starts = list(range(0, last + 1, width))
     colours = sample_colorscale("Viridis", [0.5] if len(starts) == 1 else
                                 [0.9 * i / (len(starts) - 1) for i in range(len(starts))])
     return [(g, min(g + width - 1, last), c) for g, c in zip(starts, colours)]
-
-
-def _group_name(first: int, last: int) -> str:
-    return f"generation {first}" if first == last else f"generations {first}-{last}"
 
 
 # -- figures --------------------------------------------------------------------------------------------
@@ -161,22 +151,20 @@ COMPACT = {"l": 64, "r": 24, "t": 96, "b": 56}  # subplots with their legend abo
 
 
 def _figure(traces: list[dict], title: str, height: int = 540, **layout) -> dict:
-    return {"data": traces, "layout": {
-        "title": {"text": title, "x": 0.01}, "height": height, "paper_bgcolor": "white", "plot_bgcolor": "white",
-        "font": {"family": "system-ui, sans-serif", "size": 13}, "margin": {"l": 64, "r": 24, "t": 56, "b": 150},
-        "hovermode": "closest", "hoverlabel": {"align": "left", "font": {"family": "monospace", "size": 12}},
-        "legend": LEGEND_BELOW, **layout}}
+    return {"data": traces, "layout": {  # in report.shell's LOOK
+        "title": {"text": title, "x": 0.01}, "height": height, "margin": {"l": 64, "r": 24, "t": 56, "b": 150},
+        "hoverlabel": {"align": "left", "font": {"family": "monospace", "size": 12}}, "legend": LEGEND_BELOW, **layout}}
 
 
-def _subplots(titles: list[str], gap: float = 0.07) -> dict:
+def subplots(titles: list[str], gap: float = 0.07) -> dict:
     """Layout entries for len(titles) side-by-side subplots: axes x, x2, ... and their titles."""
     n = len(titles)
     width = (1 - gap * (n - 1)) / n
     layout: dict = {"annotations": [], "legend": {"orientation": "h", "x": 0, "y": 1.12, "yanchor": "bottom"}}
     for k, title in enumerate(titles):
         left, suffix = k * (width + gap), "" if k == 0 else str(k + 1)
-        layout[f"xaxis{suffix}"] = {**AXIS, "domain": [left, left + width], "anchor": f"y{suffix}"}
-        layout[f"yaxis{suffix}"] = {**AXIS, "anchor": f"x{suffix}"}
+        layout[f"xaxis{suffix}"] = {"domain": [left, left + width], "anchor": f"y{suffix}"}
+        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}"}
         layout["annotations"].append({"text": title, "x": left + width / 2, "y": 1.0, "xref": "paper",
                                       "yref": "paper", "xanchor": "center", "yanchor": "bottom",
                                       "showarrow": False, "font": {"size": 14}})
@@ -197,7 +185,8 @@ def _by_generation(data: ReportData, ok: list[Record], trace) -> list[dict]:
     for first, end, colour in generation_groups(last):
         members = [e for e in ok if first <= e.generation <= end]
         if members:
-            traces.append(trace(_group_name(first, end), members, colour))
+            name = f"generation {first}" if first == end else f"generations {first}-{end}"
+            traces.append(trace(name, members, colour))
     return traces
 
 
@@ -239,7 +228,8 @@ def objective_figure(data: ReportData, x: str) -> dict:
     shown = [e.accuracy + (e.accuracy_sd or 0) for e in ok] + [e.accuracy - (e.accuracy_sd or 0) for e in ok]
     what = "MACs" if x == "macs" else "parameters"
     return _figure(traces, f"Validation accuracy vs {what}",
-                   xaxis=_axis(_title(x), **log_ticks([cost(e) for e in ok + failed])),
+                   xaxis=_axis(f"{what}{' per image' * (x == 'macs')} (log scale)",
+                               **log_ticks([cost(e) for e in ok + failed])),
                    yaxis=accuracy_axis(shown, with_zero=bool(failed)))
 
 
@@ -273,7 +263,7 @@ def progress_figure(data: ReportData) -> dict:
     """Hypervolume and best accuracy per generation, side by side."""
     stats = data.generations
     gens = [s.generation for s in stats]
-    layout = _subplots([f"hypervolume of {', '.join(data.objectives)} (normalised)", "best validation accuracy"],
+    layout = subplots([f"hypervolume of {', '.join(data.objectives)} (normalised)", "best validation accuracy"],
                        gap=0.1)
     for axis in ("xaxis", "xaxis2"):
         layout[axis].update(title={"text": "generation"}, **_integer_ticks(len(gens)))
@@ -325,7 +315,7 @@ def hparam_figure(data: ReportData) -> dict:
     """Each hyperparameter gene against accuracy; dashed lines: the gene's range."""
     ok = [e for e in data.evaluations if e.ok and e.genome.hparams is not None]
     best = set(data.best)
-    layout = _subplots([("⚠ " if g.warning else "") + g.label for g in data.genes], gap=0.05)
+    layout = subplots([("⚠ " if g.warning else "") + g.label for g in data.genes], gap=0.05)
     layout["shapes"], traces = [], []
     for k, gene in enumerate(data.genes):
         suffix = "" if k == 0 else str(k + 1)

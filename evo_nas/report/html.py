@@ -11,13 +11,12 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import plotly.io as pio
-
 from evo_nas import noise, spaces
 from evo_nas.genome_io import dumps
+from evo_nas.progress import duration
 from evo_nas.records import Record, Status
 from evo_nas.report import drawing, lecture
-from evo_nas.report.data import BEST_MIN, BEST_SHARE, ReportData, evaluation_rows, si
+from evo_nas.report.data import ReportData, si
 from evo_nas.report.figures import (
     accuracy_text,
     hparam_figure,
@@ -27,10 +26,8 @@ from evo_nas.report.figures import (
     objectives_3d,
     progress_figure,
 )
-
-# Every page says who wrote it, so `report --out` can tell its own reports from other files.
-GENERATOR = "<meta name='generator' content='evonas report'>"
-PLOTLY_FILE = "plotly.min.js"  # the shared copy's name, beside the pages that use it
+from evo_nas.report.shell import guide, plot, render, table
+from evo_nas.spaces.hparams import BEST_MIN, BEST_SHARE
 
 # -- text helpers ------------------------------------------------------------------------------------
 
@@ -50,16 +47,6 @@ def lineage_text(data: ReportData, member: int) -> str:
         made = f"{e.operator}({', '.join(f'#{p}' for p in e.parents)})" if e.parents else e.operator
         steps.append(f"#{i} {made}" + (f" [cache of #{e.cache_of}]" if e.cache_of is not None else ""))
     return " · ".join(steps)
-
-
-def duration(seconds: float | None) -> str:
-    """3.2 s, 4 min 12 s, 2 h 05 min."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, s = divmod(round(seconds), 60)
-    return f"{minutes} min {s:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def proxy_text(config: dict) -> str:
@@ -97,38 +84,6 @@ def _images(limit) -> str:
 
 
 # -- the page ------------------------------------------------------------------------------------------
-
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1500px;
-       padding: 16px 24px; color: #222; }
-h1 { margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
-.facts { display: grid; grid-template-columns: max-content 1fr max-content 1fr; gap: 2px 14px;
-         margin: 8px 0; font-size: 14px; }
-.facts dt { color: #777; } .facts dd { margin: 0; }
-.plots { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 8px; }
-@media (max-width: 1200px) { .plots { grid-template-columns: minmax(0, 1fr); } }
-table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
-th, td { border-bottom: 1px solid #e4e4e4; padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: #f6f6f6; position: sticky; top: 0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.mono { font-family: monospace; font-size: 12px; max-width: 640px; word-break: break-all; }
-table.sortable th { cursor: pointer; user-select: none; }
-table.sortable th[aria-sort=ascending]::after { content: " ▲"; }
-table.sortable th[aria-sort=descending]::after { content: " ▼"; }
-tr.failed td, tr.infeasible td { color: #a33; } tr.cache td { color: #888; }
-.scroll { max-height: 640px; overflow: auto; border: 1px solid #e4e4e4; }
-.filters { display: flex; gap: 12px; align-items: center; font-size: 13px; margin: 8px 0; }
-pre { background: #f7f7f7; border: 1px solid #e4e4e4; padding: 8px; font-size: 12px; overflow-x: auto; }
-details { margin: 4px 0; } summary { cursor: pointer; }
-.warning { background: #fff4e5; border-left: 4px solid #f0a020; padding: 8px 12px; margin: 8px 0; }
-.note { color: #666; font-size: 13px; }
-button.copy { font-size: 12px; margin-left: 8px; }
-#arch-panel { position: fixed; right: 16px; bottom: 16px; background: white; border: 1px solid #bbb;
-              box-shadow: 0 2px 10px rgba(0,0,0,.15); padding: 8px 10px; max-width: 46vw; max-height: 70vh;
-              overflow: auto; font-size: 12px; z-index: 10; }
-#arch-panel button { float: right; border: none; background: none; font-size: 16px; cursor: pointer; }
-.arch-head { font-weight: 600; margin-bottom: 4px; }
-div.front { display: inline-block; }
-"""
 
 COPY_JS = """
 document.addEventListener('click', function (event) {
@@ -217,77 +172,45 @@ window.addEventListener('load', function () {
 
 
 def render_html(data: ReportData, plotly_js: str = "inline", tail: str = "") -> str:
-    """The whole report as one HTML page. plotly_js: "inline" (self-contained, the default) or
-    "shared" (the page loads plotly.min.js from beside it). `tail`: HTML put before </body>."""
-    if plotly_js not in ("inline", "shared"):
-        raise ValueError(f"plotly_js: inline or shared, got {plotly_js!r}")
-    drawings = {i: _drawing(data, data.individuals[i]) for i in hover_drawn(data)}
-    parts = [  # (heading, body), numbered in order below
+    """The whole report as one HTML page (report.shell: plotly_js "inline" or "shared"; `tail`:
+    HTML put before </body>)."""
+    drawings = _drawings(data)
+    sections = [
         ("Accuracy against cost", [
-            "<div class='plots'>" + _plot(objective_figure(data, "macs"), "plot-macs")
-            + _plot(objective_figure(data, "params"), "plot-params") + _plot(objectives_3d(data), "plot-3d")
+            "<div class='plots'>" + plot(objective_figure(data, "macs"), "plot-macs")
+            + plot(objective_figure(data, "params"), "plot-params") + plot(objectives_3d(data), "plot-3d")
             + "</div>", _points_note(data)]),
-        ("Progress", [_plot(progress_figure(data), "plot-progress"), _hypervolume_note(data)]),
+        ("Progress", [plot(progress_figure(data), "plot-progress"), _hypervolume_note(data)]),
         ("The front", [_front_table(data, drawings), _genome_files(data)]),
-        ("Ancestry of the front", [_plot(lineage_figure(data), "plot-lineage") if data.front
+        ("Ancestry of the front", [plot(lineage_figure(data), "plot-lineage") if data.front
                                    else "<p>No front yet.</p>", _lineage_table(data)]),
         ("Genomes from files", [_files_table(data)]),
     ]
     if data.genes:
-        parts.append(("Hyperparameter genes", [_gene_warnings(data), _plot(hparam_figure(data), "plot-hparams")]))
+        sections.append(("Hyperparameter genes", [_gene_warnings(data), plot(hparam_figure(data), "plot-hparams")]))
     if data.config.get("space") == "cells":
-        parts.append(("The published cells on ImageNet", [_published_cells()]))
-    parts.append(("Every evaluation", [_evaluations_table(data), _panel(data, drawings)]))
-    sections = [_header(data)] + [piece for k, (heading, body) in enumerate(parts, 1)
-                                  for piece in (f"<h2>{k}. {heading}</h2>", *body)]
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>" + GENERATOR
-            + f"<title>evonas report: {html.escape(data.name)}</title><style>{CSS}</style>{_plotly_script(plotly_js)}"
-            + "</head><body>\n"
-            + "\n".join(sections)
-            + f"\n<script>{COPY_JS}{TABLE_JS}{HOVER_JS}</script>\n{tail}</body></html>\n")
+        sections.append(lecture.section(note=PUBLISHED_NOTE))
+    sections.append(("Every evaluation", [_evaluations_table(data), _panel(data, drawings)]))
+    return render(f"evonas report: {data.name}", f"evonas run {data.name}", sections, _header(data),
+                  COPY_JS + TABLE_JS + HOVER_JS, plotly_js, tail)
 
 
-def _published_cells() -> str:
-    """The lecture's two figures: published architectures' ImageNet top-1 against mult-adds and
-    parameters, with evonas's own counts of the cells it builds (report/lecture.py)."""
-    note = ("<p class='note'>Where the cells of this space stand when they are trained properly: each "
-            "paper's ImageNet top-1 against its mult-adds and parameters in the mobile setting (224x224, "
-            "under 600M mult-adds), beside evonas's exact counts of the same cells in DARTS' ImageNet "
-            "network. The front above was measured on the search's proxy, not on ImageNet; to place one "
-            "of its cells here, export it and run <code>evonas inspect GENOME --compare --figure "
-            "FILE</code>.</p>")
-    by_macs, by_params = lecture.figures()
-    return note + "<div class='plots'>" + _plot(by_macs, "plot-published-macs") \
-        + _plot(by_params, "plot-published-params") + "</div>"
-
-
-def _plotly_script(plotly_js: str) -> str:
-    if plotly_js == "shared":
-        return f"<script src='{PLOTLY_FILE}'></script>"
-    from plotly.offline import get_plotlyjs
-
-    return f"<script>{get_plotlyjs()}</script>"
-
-
-def _plot(fig: dict, div_id: str) -> str:
-    return pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id,
-                       config={"displaylogo": False, "responsive": True}, validate=False,
-                       default_height=f"{fig['layout']['height']}px")
+PUBLISHED_NOTE = guide(
+    "Where the cells of this space stand when trained properly: each paper's ImageNet top-1 against its mult-adds "
+    "and parameters in the mobile setting (224x224, under 600M mult-adds), beside evonas's exact counts of the same "
+    "cells in DARTS' ImageNet network. The front above was measured on the proxy, not on ImageNet; to place one of "
+    "its cells here: <code>evonas inspect GENOME --compare --figure FILE</code>.")
 
 
 HOVER_DRAWINGS = 400  # individuals drawn for the hover panel; beyond it only the front and its ancestors
 
 
-def hover_drawn(data: ReportData) -> list[int]:
-    """The ids whose drawing the page carries: every individual while there are at most
-    HOVER_DRAWINGS (a cells drawing is ~9 KB), else the front and its ancestors."""
-    if len(data.individuals) <= HOVER_DRAWINGS:
-        return list(data.individuals)
-    return sorted({i for chain in data.lineage.values() for i in chain})
-
-
-def _drawing(data: ReportData, e: Record) -> str | None:
-    return drawing.draw(e.genome, reductions=data.config.get("reductions"))
+def _drawings(data: ReportData) -> dict[int, str | None]:
+    """The drawings the page carries: every individual's while there are at most HOVER_DRAWINGS (a
+    cells drawing is ~9 KB), else the front's and its ancestors'."""
+    few = len(data.individuals) <= HOVER_DRAWINGS
+    ids = data.individuals if few else sorted({i for chain in data.lineage.values() for i in chain})
+    return {i: drawing.draw(data.individuals[i].genome, reductions=data.config.get("reductions")) for i in ids}
 
 
 def _header(data: ReportData) -> str:
@@ -296,11 +219,12 @@ def _header(data: ReportData) -> str:
     failed, infeasible = (sum(1 for e in evals if e.status is s) for s in (Status.FAILED, Status.INFEASIBLE))
     best = max(ok, key=lambda e: e.accuracy, default=None)
     reference = ", ".join(f"error {r:g}" if o == "accuracy" else f"{o} {si(r)}"
-                          for o, r in zip(data.objectives, data.reference))
+                          for o, r in zip(data.objectives, data.reference or ()))
+    search = "a fidelity measurement (its own page: fidelity.html)" if data.reference is None else c.get("algorithm")
     entry = spaces.REGISTRY.get(c.get("space"))
     versions = data.meta.get("versions")
     facts = {
-        "search": f"{c.get('algorithm')} on {c.get('space')} / {c.get('dataset')} ({c.get('device')})",
+        "search": f"{search} on {c.get('space')} / {c.get('dataset')} ({c.get('device')})",
         "objectives": ", ".join(data.objectives),
         "proxy training": proxy_text(c),
         "noise": noise_text(data),
@@ -310,53 +234,37 @@ def _header(data: ReportData) -> str:
         "generations": f"{len(data.generations)} (0 to {len(data.generations) - 1})" if data.generations else "0",
         "front": f"{len(data.front)} genome{'s' * (len(data.front) != 1)}",
         "best accuracy": f"{accuracy_text(best)} (#{best.id})" if best is not None else "-",
-        "hypervolume": f"{data.generations[-1].hypervolume:.4f}" if data.generations else "-",
+        "hypervolume": f"{data.generations[-1].hypervolume:.4f}" if data.generations and data.reference else "-",
         "time per evaluation": (f"median {duration(t.median)}, mean {duration(t.mean)} (n={t.trained})"
                                 if t.trained else "-"),
         "time in total": f"{duration(t.total)} of training; {duration(t.span)} from start to the last evaluation",
-        "reference point": reference,
+        "reference point": reference or "none: no hypervolume",
         "versions": (", ".join(f"{k} {v}" for k, v in versions.items()) if isinstance(versions, dict)
                      else "not recorded (a run from an older evonas)"),
         "started": str(data.meta.get("created", "?")), "report written": time.strftime("%Y-%m-%d %H:%M:%S"),
         "run directory": data.path}
     items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts.items())
-    return f"<h1>evonas run {html.escape(data.name)}</h1><dl class='facts'>{items}</dl>"
+    return f"<dl class='facts'>{items}</dl>"
 
 
 def _points_note(data: ReportData) -> str:
     sd = any(e.accuracy_sd is not None for e in data.evaluations)
-    return ("<p class='note'>One point per evaluation, coloured by generation; failed and infeasible ones are "
-            "crosses at accuracy 0 (those that failed before their network could be counted are in the table of "
-            "every evaluation). Circles: the run's Pareto front over every evaluation, for its objectives "
-            f"({', '.join(data.objectives)}); the dotted staircase: the front of accuracy and the plot's axis. "
-            "Stars: genomes from files. Cache hits (a network met again) are not drawn."
-            + (" Error bars: ± one standard deviation over the seeds an individual was trained with." if sd else "")
-            + " Hover a point to see its architecture (the panel at the bottom right"
-            + ("" if len(data.individuals) <= HOVER_DRAWINGS else
-               f"; with over {HOVER_DRAWINGS} individuals, for the front and its ancestors only")
-            + "); drag the 3-D view to turn it.</p>")
+    return guide("One point per evaluation, coloured by generation; failed and infeasible ones are crosses at "
+                 "accuracy 0 (those that failed before their network could be counted are in the table of every "
+                 "evaluation). Circles: the run's Pareto front over every evaluation, for its objectives "
+                 f"({', '.join(data.objectives)}); the dotted staircase: the front of accuracy and the plot's axis. "
+                 "Stars: genomes from files. Cache hits (a network met again) are not drawn."
+                 + (" Error bars: ± one standard deviation over the seeds an individual was trained with." * sd)
+                 + " Hover a point to see its architecture (the panel at the bottom right"
+                 + ("" if len(data.individuals) <= HOVER_DRAWINGS else
+                    f"; with over {HOVER_DRAWINGS} individuals, for the front and its ancestors only")
+                 + "); drag the 3-D view to turn it.")
 
 
 def _hypervolume_note(data: ReportData) -> str:
-    return ("<p class='note'>Hypervolume after each generation, over every successful evaluation up to it, "
-            "with each objective divided by the reference point fixed when the run started (in meta.json), so "
-            "numbers stay comparable across resumes; 1 would dominate everything up to the reference.</p>")
-
-
-def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset(),
-           mono: set[int] = frozenset(), attrs: str = "", row_attrs: list[str] | None = None) -> str:
-    """Rows of already-escaped cells; `numeric` columns right-aligned, `mono` ones in monospace. A
-    cell may be a (text, sort value) pair."""
-    def cell(i: int, content) -> str:
-        text, value = content if isinstance(content, tuple) else (content, None)
-        kind = " class='num'" if i in numeric else " class='mono'" if i in mono else ""
-        return f"<td{kind}{'' if value is None else f' data-v={value!r}'}>{text}</td>"
-
-    head = "".join(f"<th{' class=num' if i in numeric else ''}>{h}</th>" for i, h in enumerate(header))
-    extra = row_attrs or [""] * len(rows)
-    body = "".join(f"<tr{a}>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>"
-                   for row, a in zip(rows, extra))
-    return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return guide("Hypervolume after each generation, over every successful evaluation up to it, with each "
+                 "objective divided by the reference point fixed when the run started (in meta.json), so numbers "
+                 "stay comparable across resumes; 1 would dominate everything up to the reference.")
 
 
 def _number(value: float | None, text: str) -> tuple[str, str]:
@@ -383,7 +291,7 @@ def _front_table(data: ReportData, drawings: dict[int, str | None]) -> str:
     key = drawing.legend(e.genome for e in members)
     return ("<div class='front'>" + (f"<p class='note'>Each member's architecture, drawn from its genome (inputs "
                                      f"left, then blocks by depth; hover an edge for its op):</p>{key}" if key else "")
-            + _table(header, rows, numeric={0, 2, 5, 6, 7}, attrs=" id='front' class='sortable'") + "</div>")
+            + table(header, rows, numeric={0, 2, 5, 6, 7}, attrs=" id='front' class='sortable'") + "</div>")
 
 
 def _genome_files(data: ReportData) -> str:
@@ -404,7 +312,7 @@ def _lineage_table(data: ReportData) -> str:
     rows = [[str(i), str(len(data.lineage[i]) - 1), html.escape(lineage_text(data, i))] for i in data.front]
     return ("<p class='note'>Parent chains back to the first population: each ancestor once, "
             "as <code>#id operator(parents)</code>.</p>"
-            + _table(["front id", "ancestors", "parent chain"], rows, {0, 1}, {2}))
+            + table(["front id", "ancestors", "parent chain"], rows, {0, 1}, {2}))
 
 
 def _files_table(data: ReportData) -> str:
@@ -416,7 +324,7 @@ def _files_table(data: ReportData) -> str:
              accuracy_text(e), si(e.macs), si(e.params), "yes" if e.id in front else "no",
              html.escape(e.genome.source)] for e in files]
     return ("<p class='note'>Drawn as labelled stars in the plots above.</p>"
-            + _table(["name", "id", "gen", "status", "accuracy", "MACs", "params", "on the front", "source"], rows,
+            + table(["name", "id", "gen", "status", "accuracy", "MACs", "params", "on the front", "source"], rows,
                      {1, 2, 4, 5, 6}))
 
 
@@ -433,25 +341,25 @@ EVALUATION_HEADER = ["id", "rung", "gen", "operator", "parents", "status", "accu
 
 
 def _evaluations_table(data: ReportData) -> str:
-    """One row per evaluation (report.data.evaluation_rows): sortable, filterable (plain JavaScript)."""
-    table = evaluation_rows(data.history, data.front)
+    """One row per evaluation (ReportData.rows): sortable, filterable (plain JavaScript)."""
+    rows = data.rows()
     attrs = [f" class='{'cache' if r['cache_of'] is not None else r['status'].value}' "
-             f"data-status='{r['status'].value}' data-id='{r['id']}' data-rung='{r['rung']}'" for r in table]
-    counts = Counter(str(r["status"]) for r in table)
+             f"data-status='{r['status'].value}' data-id='{r['id']}' data-rung='{r['rung']}'" for r in rows]
+    counts = Counter(str(r["status"]) for r in rows)
     options = "".join(f"<option value='{s}'>{s} ({counts[s]})</option>" for s in map(str, Status) if counts[s])
-    reasons = Counter(r["error"] for r in table if r["error"])
-    common = ("<p class='note'>Most common reasons: " + "; ".join(
-        f"{html.escape(why)} ({n})" for why, n in reasons.most_common(3)) + "</p>") if reasons else ""
-    return (f"<p class='note'>Every evaluation in the order the journal has them: each individual at each rung "
-            f"of successive halving, its trainings with several seeds combined (mean ± sd), and cache hits "
-            f"(greyed). Click a header to sort.</p>{common}"
-            f"<div class='evaluations'><div class='filters'><label>filter <input id='evaluations-filter' type='search' "
-            f"placeholder='words, e.g. failed memory'></label><label>status <select id='evaluations-status'>"
-            f"<option value=''>all</option>{options}</select></label><span id='evaluations-count'></span></div>"
-            f"<div class='scroll'>"
-            + _table(EVALUATION_HEADER, [_evaluation_cells(r) for r in table], mono={14},
-                     numeric={0, 1, 2, 6, 7, 8, 9, 10, 11, 12}, attrs=" id='evaluations' class='sortable'",
-                     row_attrs=attrs) + "</div></div>")
+    reasons = Counter(r["error"] for r in rows if r["error"])
+    common = guide("Most common reasons: " + "; ".join(
+        f"{html.escape(why)} ({n})" for why, n in reasons.most_common(3))) if reasons else ""
+    return (guide("Every evaluation in the order the journal has them: each individual at each rung of successive "
+                  "halving, its trainings with several seeds combined (mean ± sd), and cache hits (greyed). Click a "
+                  "header to sort.") + common
+            + "<div class='evaluations'><div class='filters'><label>filter <input id='evaluations-filter' "
+            "type='search' placeholder='words, e.g. failed memory'></label><label>status <select "
+            f"id='evaluations-status'><option value=''>all</option>{options}</select></label><span "
+            "id='evaluations-count'></span></div><div class='scroll'>"
+            + table(EVALUATION_HEADER, [_evaluation_cells(r) for r in rows], mono={14},
+                    numeric={0, 1, 2, 6, 7, 8, 9, 10, 11, 12}, attrs=" id='evaluations' class='sortable'",
+                    row_attrs=attrs) + "</div></div>")
 
 
 def _evaluation_cells(r: dict) -> list:

@@ -1,6 +1,6 @@
 """The lecture's two figures: ImageNet top-1 against mult-adds and against parameters in the
 mobile setting, the published architectures (evo_nas.published) with evonas's own counts of the
-cells it builds placed among them, as plain plotly dicts.   [stdlib; plotly only in `page`]
+cells it builds placed among them, as plain plotly dicts.   [stdlib; plotly when `section` draws them]
 
 A published point is the paper's (top-1, count). An evonas point is the same cell counted by
 evonas in DARTS' ImageNet network, at the paper's top-1, joined to the paper's point by a dotted
@@ -11,12 +11,17 @@ A cell with no ImageNet accuracy (one a search found) is a vertical line at its 
 from __future__ import annotations
 
 import html
+import math
 
 from evo_nas.published import EVONAS_IMAGENET, MOBILE_MULT_ADDS, PUBLISHED, Published, by_mult_adds
+from evo_nas.report.figures import BLUE, GREEN, GREY, ORANGE, RED
+from evo_nas.report.shell import guide, plot
 
-BLUE, ORANGE, GREEN, RED, GREY = "#4c78a8", "#ff9f1c", "#2ca02c", "#d62728", "#888888"
-AXIS = {"gridcolor": "#e8e8e8", "linecolor": "#999", "showline": True, "zeroline": False, "ticks": "outside"}
 MEASURES = {"mult_adds": ("mult-adds per 224x224 image (M)", 1), "params": ("parameters (M)", 0)}
+# The names are laid out for the narrowest plot area (px) the figures get, two side by side in a
+# 1400 px window (wider, the points move apart); at 11 px a name is 6.4 px per letter, 15 px high.
+AREA, LETTER, LINE = (560, 330), 6.4, 15
+NAME = {"showarrow": True, "arrowhead": 0, "arrowwidth": 0.7, "arrowcolor": "#999", "standoff": 6, "font": {"size": 11}}
 
 
 def figures(own: list[dict] = ()) -> list[dict]:
@@ -33,13 +38,43 @@ def figure(measure: str, own: list[dict] = ()) -> dict:
     traces += _evonas(measure, evonas_index)
     colours = (RED, "#9467bd", "#8c564b")
     traces += [_own(cell, measure, low, high, colours[i % len(colours)]) for i, cell in enumerate(own)]
-    layout = {"title": {"text": f"ImageNet top-1 against {title.split(' (')[0]}, mobile setting"},
-              "xaxis": {**AXIS, "title": {"text": title}}, "yaxis": {**AXIS, "title": {"text": "top-1 accuracy (%)"},
-                                                                    "range": [low, high]},
-              "height": 520, "legend": {"orientation": "h", "y": -0.18}, "margin": {"t": 60}}
-    if measure == "mult_adds":
-        layout.update(_mobile_limit())
+    xs = [x for t in traces for x in t["x"] if x is not None]
+    pad = 0.06 * (max(xs) - min(xs))
+    x_range = [min(xs) - pad, max(xs) + pad]
+    layout = {"title": {"text": f"Top-1 against {title.split(' ')[0]}", "x": 0, "xref": "paper"},
+              "xaxis": {"title": {"text": title}, "range": x_range},
+              "yaxis": {"title": {"text": "top-1 accuracy (%)"}, "range": [low, high]}, "height": 520,
+              "legend": {"orientation": "h", "y": -0.2}, "margin": {"t": 50, "b": 140, "l": 60, "r": 20},
+              **(_mobile_limit() if measure == "mult_adds" else {})}
+    layout["annotations"] = layout.get("annotations", []) + _names(traces, x_range, [low, high])
     return {"data": traces, "layout": layout}
+
+
+def _names(traces: list[dict], x_range: list[float], y_range: list[float]) -> list[dict]:
+    """The published points' names as annotations laid out in AREA so that none covers another,
+    a marker or the top edge's label: each, left to right, at the free place nearest its point,
+    with a thin line to it. (Plotly's own text positions stack the crowd of names on each other.)"""
+    (width, height), (x0, x1), (y0, y1) = AREA, x_range, y_range
+    points = [((x - x0) / (x1 - x0) * width, (y1 - y) / (y1 - y0) * height, x, y, name) for t in traces
+              if t["mode"] == "markers" for x, y, name in zip(t["x"], t["y"], t.get("text") or [""] * len(t["x"]))]
+    taken, names = [(px - 7, py - 7, px + 7, py + 7) for px, py, *_ in points], []
+    for px, py, x, y, name in sorted(p for p in points if p[4]):
+        box = next(b for b in _places(px, py, LETTER * len(name), LINE) if b[0] >= 0 and b[2] <= width and b[1] >= 12
+                   and b[3] <= height and not any(b[0] < t[2] and t[0] < b[2] and b[1] < t[3] and t[1] < b[3]
+                                                  for t in taken))
+        taken.append(box)
+        names.append({"x": x, "y": y, "text": html.escape(name), "ax": (box[0] + box[2]) / 2 - px,
+                      "ay": (box[1] + box[3]) / 2 - py, **NAME})
+    return names
+
+
+def _places(px: float, py: float, w: float, h: float):
+    """Boxes (left, top, right, bottom) of w x h for the name of the point (px, py), nearest first:
+    above, below, right, left, then 16 directions on widening rings."""
+    beside = [(0, -h / 2 - 8), (0, h / 2 + 8), (w / 2 + 10, 0), (-w / 2 - 10, 0)]
+    rings = [(math.cos(a) * (r + w / 2), math.sin(a) * (r + h / 2)) for r in range(10, 400, 10)
+             for a in (math.pi * k / 8 for k in range(16))]
+    return ((px + dx - w / 2, py + dy - h / 2, px + dx + w / 2, py + dy + h / 2) for dx, dy in beside + rings)
 
 
 def _mobile_limit() -> dict:
@@ -53,10 +88,8 @@ def _mobile_limit() -> dict:
 
 def _published(kind: str, label: str, symbol: str, measure: str) -> dict:
     rows = [p for p in PUBLISHED if p.designed == kind]
-    order = sorted(PUBLISHED, key=lambda p: getattr(p, measure))
-    where = {p.name: ("top center", "bottom center")[order.index(p) % 2] for p in rows}  # neighbours' labels apart
-    return {"type": "scatter", "mode": "markers+text", "name": label, "x": [getattr(p, measure) for p in rows],
-            "y": [p.top1 for p in rows], "text": [p.name for p in rows], "textposition": [where[p.name] for p in rows],
+    return {"type": "scatter", "mode": "markers", "name": label, "x": [getattr(p, measure) for p in rows],
+            "y": [p.top1 for p in rows], "text": [p.name for p in rows],  # drawn as laid out by _names
             "marker": {"symbol": symbol, "size": 10, "color": BLUE if kind == "search" else ORANGE},
             "hovertext": [_hover(p) for p in rows], "hoverinfo": "text"}
 
@@ -111,12 +144,10 @@ def rows(own: list[dict] = ()) -> list[dict]:
     return out
 
 
-def page(figs: list[dict], title: str) -> str:
-    """The figures as one self-contained HTML page (plotly.js inline, so it opens offline)."""
-    import plotly.io as pio
-
-    divs = [pio.to_html(fig, include_plotlyjs=i == 0, full_html=False) for i, fig in enumerate(figs)]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-            f"<body style='font-family: system-ui, sans-serif; max-width: 1100px; margin: auto'>"
-            f"<h1>{html.escape(title)}</h1>{''.join(divs)}<p>Sources: "
-            f"{'; '.join(sorted({html.escape(p.source) for p in PUBLISHED}))}.</p></body></html>")
+def section(own: list[dict] = (), note: str = "") -> tuple[str, tuple[str, ...]]:
+    """The two figures as a page section (report.shell): `note`, the plots side by side, sources."""
+    by_macs, by_params = figures(own)
+    sources = "; ".join(sorted({html.escape(p.source) for p in PUBLISHED}))
+    return ("The published cells on ImageNet", (note, "<div class='plots two'>" + plot(by_macs, "plot-published-macs")
+                                                + plot(by_params, "plot-published-params") + "</div>",
+                                                guide(f"Sources: {sources}.")))

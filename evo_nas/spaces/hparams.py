@@ -16,6 +16,10 @@ from evo_nas.errors import ConfigError, GenomeError
 from evo_nas.genome import OPTIMIZERS, HParams
 
 NUMERIC = ("lr", "weight_decay", "dropout")  # the genes with a range; the optimizer is categorical
+# "The best candidates" of the report's border warning and of `evonas refine`: the top quarter by
+# accuracy (hyperopt's TPE splits there), at least three; a tenth of a noisy proxy is a few draws.
+BEST_SHARE, BEST_MIN = 0.25, 3
+BORDER = 0.05  # "at the border": within 5% of the range's width from an edge
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,28 @@ class HParamSpace:
                 raise GenomeError(f"{where}: hparams.{gene}: {getattr(hp, gene)} is outside [{low}, {high}]")
         if hp.optimizer not in self.optimizers:
             raise GenomeError(f"{where}: hparams.optimizer: {hp.optimizer!r} is not one of {self.optimizers}")
+
+
+def best_candidates(evaluations: list) -> list:
+    """The best candidates among evaluations (records): the top BEST_SHARE, rounded up and at least
+    BEST_MIN, of the successful ones that carry hyperparameters, by accuracy (ties: lower id)."""
+    ok = sorted((e for e in evaluations if e.ok and e.genome.hparams is not None), key=lambda e: (-e.accuracy, e.id))
+    return ok[: max(BEST_MIN, math.ceil(BEST_SHARE * len(ok)))]
+
+
+def border_edges(values: list[float], bounds: tuple[float, float], log: bool,
+                 hard: tuple[float, float] | None = None) -> list[str]:
+    """The edges ("lower", "upper") of `bounds` that at least half of `values` sit within
+    BORDER of (positions in log space when `log`); edges equal to a hard limit never count."""
+    if not values:
+        return []
+    scale = math.log if log else float
+    low, high = scale(bounds[0]), scale(bounds[1])
+    positions = [(scale(v) - low) / (high - low) for v in values]
+    near = {"lower": sum(p <= BORDER for p in positions), "upper": sum(p >= 1 - BORDER for p in positions)}
+    limits = dict(zip(("lower", "upper"), hard or (None, None)))
+    edges = dict(zip(("lower", "upper"), bounds))
+    return [side for side in ("lower", "upper") if 2 * near[side] >= len(values) and edges[side] != limits[side]]
 
 
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:
