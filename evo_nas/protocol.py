@@ -146,11 +146,16 @@ def _plan_of(study: RunDir) -> Plan:
 def outputs(study: RunDir):
     """study.csv, .json and .html rewritten from what is on disk (a finished study, or the
     part a stopped one has done); the summary."""
-    p = _plan_of(study)
-    searches = [s for s in (_finished_search(p, k, arm, seed) for k, (arm, seed) in enumerate(p.searches())) if s]
-    summary = summarise(p, searches, study.history().of(FINAL))
+    summary = summary_of(study)
     write(study, summary)
     return summary
+
+
+def summary_of(study: RunDir):
+    """What the study on disk has found so far (study_stats.Summary); writes nothing."""
+    p = _plan_of(study)
+    searches = [s for s in (_finished_search(p, k, arm, seed) for k, (arm, seed) in enumerate(p.searches())) if s]
+    return summarise(p, searches, study.history().of(FINAL))
 
 
 def _finished_search(p: Plan, index: int, arm: str, seed: int) -> SearchDone | None:
@@ -288,6 +293,11 @@ def summarise(p: Plan, searches: list[SearchDone], finals: History):
     from evo_nas.study_stats import summary
 
     return summary(p, searches, finals)
+
+
+def journals(study: RunDir) -> list[Path]:
+    """Every journal a study's outputs are computed from: its own and its searches'."""
+    return [study.journal_file, *sorted((study.path / "searches").glob("*/journal.jsonl"))]
 
 
 def write(study: RunDir, summary) -> dict[str, Path]:

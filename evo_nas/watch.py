@@ -1,5 +1,6 @@
 """`evonas watch RUN`: the run's report served on localhost, re-rendered whenever the journal
-grows (each evaluation appends a line), with a page that polls and reloads itself.   [stdlib
+grows (each evaluation appends a line), with a page that polls and reloads itself; a study's
+page for a study directory, re-rendered whenever its journal or a search's grows.   [stdlib
 http.server; the report's own dependencies]
 
 Nothing is written: the page is rendered in memory from the journal, as `evonas report` would
@@ -56,15 +57,21 @@ class LiveReport:
     """The report page for the journal as it is now, rendered again only when it changed."""
 
     def __init__(self, run_dir: str | os.PathLike):
+        from evo_nas import protocol
+
         self.run = RunDir.open(run_dir)  # not a run: one line, exit 2, before listening
+        self.study = protocol.is_study(self.run)
         self._lock = threading.Lock()
         self._version: str | None = None
         self._page = b""
 
     def version(self) -> str:
         """Changes whenever a file the report reads changes (size and modification time)."""
+        from evo_nas import protocol
+
         parts = []
-        for path in (self.run.journal_file, self.run.meta_file, self.run.config_file):
+        files = protocol.journals(self.run) if self.study else [self.run.journal_file]
+        for path in (*files, self.run.meta_file, self.run.config_file):
             try:
                 st = path.stat()
                 parts.append(f"{st.st_size}.{st.st_mtime_ns}")
@@ -85,6 +92,11 @@ class LiveReport:
 
         tail = LIVE % {"version": json.dumps(version), "ms": round(POLL_SECONDS * 1000)}
         try:
+            if self.study:
+                from evo_nas import protocol
+                from evo_nas.report import protocol_page
+
+                return protocol_page.render_page(protocol.summary_of(self.run), self.run.path.name, "shared", tail)
             return report.render_html(report.report_data(self.run), plotly_js="shared", tail=tail)
         except UserError as err:  # e.g. a line being repaired: say so, and keep polling
             return shell.render("evonas watch", f"evonas watch {self.run.path.name}",

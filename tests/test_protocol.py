@@ -101,3 +101,20 @@ def test_the_hand_designed_baseline_has_the_parameters_of_its_formula():
     assert count(genome, sk).params == convs + sum(2 * w for w in widths) + 64 * 10 + 10  # + BN + linear
     target = count(baselines.chain(40), sk).params
     assert baselines.hand_designed(target, lambda g: sk).layers[0].filters == 40
+
+
+@pytest.mark.slow
+def test_watch_serves_a_study_and_sees_a_search_grow(whole, tmp_path):
+    import shutil
+
+    from evo_nas.watch import LiveReport
+
+    copy = tmp_path / "copy"
+    shutil.copytree(whole, copy)
+    live = LiveReport(copy)
+    page = live.page().decode()
+    assert "Does the search find better networks?" in page and "<table id='arms'>" in page
+    before = live.version()
+    journal = copy / "searches" / "random-seed1" / "journal.jsonl"
+    journal.write_text(journal.read_text())  # rewritten: its time changes, as an append's would
+    assert live.version() != before

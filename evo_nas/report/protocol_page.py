@@ -70,8 +70,8 @@ def comparisons_table(summary) -> str:
                        attrs=" id='comparisons'")
 
 
-def render_page(summary, name: str) -> str:
-    """The study as one self-contained page (plotly.js inline)."""
+def render_page(summary, name: str, plotly_js: str = "inline", tail: str = "") -> str:
+    """The study as one page (plotly.js inline: self-contained; shared: `evonas watch`'s)."""
     s = summary
     tau = (f"Kendall tau between the searches' proxy accuracy and the final test accuracy of the same networks: "
            f"{s.proxy_vs_final.text()} (n={s.proxy_vs_final.n})." if s.proxy_vs_final else "")
@@ -86,4 +86,4 @@ def render_page(summary, name: str) -> str:
                 ("Accuracy against size", ["<div class='plots two'>", shell.plot(scatter(s, "params")),
                                            shell.plot(scatter(s, "macs")), "</div>"])]
     return shell.render(f"evonas study: {name}", f"Does the search find better networks? {s.space} on {s.dataset}",
-                        sections, intro)
+                        sections, intro, plotly_js=plotly_js, tail=tail)
