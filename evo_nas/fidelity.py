@@ -255,8 +255,7 @@ def _val_images(runs: dict, rung: int) -> int | None:
 # -- writing ---------------------------------------------------------------------------------------
 
 def write(run: RunDir, summary: dict) -> list[Path]:
-    from evo_nas.report.fidelity_page import render
-
+    """fidelity.csv and fidelity.json, then fidelity.html where plotly is installed."""
     rows = summary["rows"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -269,7 +268,16 @@ def write(run: RunDir, summary: dict) -> list[Path]:
     files = [run.path / "fidelity.csv", run.path / "fidelity.json", run.path / "fidelity.html"]
     atomic_write(files[0], buffer.getvalue())
     atomic_write(files[1], json.dumps(_json_ready(summary), indent=2) + "\n")
-    atomic_write(files[2], render(summary, run.path.name))
+    try:
+        from evo_nas.report.fidelity_page import render
+
+        atomic_write(files[2], render(summary, run.path.name))
+    except ImportError as err:
+        from evo_nas.report import plotly_missing
+
+        if not plotly_missing(err, files[2]):
+            raise
+        return files[:2]
     return files
 
 

@@ -260,8 +260,7 @@ def _match_text(result: StudyResult, t: dict) -> str:
 
 
 def write(result: StudyResult, out: Path) -> dict[str, Path]:
-    from evo_nas.report.study_page import render
-
+    """The CSV, then the page where plotly is installed."""
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{result.config.space}-{result.config.dataset}"
     files = {"csv": out / f"{stem}.csv", "html": out / f"{stem}.html"}
@@ -270,5 +269,14 @@ def write(result: StudyResult, out: Path) -> dict[str, Path]:
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in result.rows)
     atomic_write(files["csv"], buf.getvalue())
-    atomic_write(files["html"], render(result))  # self-contained, as the run report: it opens offline
+    try:
+        from evo_nas.report.study_page import render
+
+        atomic_write(files["html"], render(result))  # self-contained, as the run report: it opens offline
+    except ImportError as err:
+        from evo_nas.report import plotly_missing
+
+        if not plotly_missing(err, files["html"]):
+            raise
+        del files["html"]
     return files

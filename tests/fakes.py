@@ -130,3 +130,18 @@ class FaultOnCuda(Evaluator):
         torch.nn.functional.embedding(torch.tensor([12], device=self.settings.device), weight)
         torch.cuda.synchronize()
         return Result(Status.OK)  # not reached
+
+
+def without_plotly(monkeypatch) -> None:
+    """From now on `import plotly` (and every plotly.*) fails in this process, as on a machine
+    without it; evonas's page modules are forgotten so that they import it afresh."""
+    import sys
+
+    for name in list(sys.modules):
+        if name == "plotly" or name.startswith(("plotly.", "_plotly_utils")) or name in PAGE_MODULES:
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "plotly", None)  # import plotly: ImportError, name "plotly"
+
+
+PAGE_MODULES = ("evo_nas.report.html", "evo_nas.report.figures", "evo_nas.report.fidelity_page",
+                "evo_nas.report.study_page", "evo_nas.report.lecture")

@@ -11,6 +11,7 @@ from scipy import stats as scipy_stats
 from evo_nas import stats
 from evo_nas.cli import main
 from evo_nas.store import RunDir
+from tests.fakes import without_plotly
 
 TINY = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-limit", "64", "--val-limit", "64",
         "--bn-recalibration", "32", "--batch-size", "32", "--cpu-threads", "1"]
@@ -67,3 +68,16 @@ def test_a_tiny_measurement_writes_its_tables_and_resumes(tmp_path, capsys):
     assert main(["resume", str(run)]) == 0
     again = json.loads((run / "fidelity.json").read_text())
     assert again["rows"] == summary["rows"] and again["validity"] == summary["validity"]
+
+
+def test_without_plotly_the_json_and_csv_are_written_and_the_page_skipped(tmp_path, capsys, monkeypatch):
+    """On a GPU machine without plotly, all of a measurement's figures still come out."""
+    without_plotly(monkeypatch)
+    args = ["fidelity", *TINY, "--genomes", "4", "--no-reference", "--runs-dir", str(tmp_path), "--name", "fid"]
+    with pytest.warns(UserWarning) as said:
+        assert main(args) == 0, capsys.readouterr().err
+    run = tmp_path / "fid"
+    assert json.loads((run / "fidelity.json").read_text())["usable"] == 4
+    assert len((run / "fidelity.csv").read_text().splitlines()) == 5 and not (run / "fidelity.html").exists()
+    assert [str(w.message) for w in said] == [f"{run / 'fidelity.html'}: not written, plotly is not installed "
+                                              "(the data files are)"]

@@ -41,6 +41,7 @@ from evo_nas.report import data as rdata
 from evo_nas.report import drawing, figures
 from evo_nas.report import html as report_html
 from evo_nas.spaces import parse_genome
+from tests.fakes import without_plotly
 from evo_nas.spaces.cells import CellSpace, live_states
 from evo_nas.spaces.layers import LayerSpace
 from evo_nas.spaces.nb201 import OPS as NB201_OPS
@@ -651,6 +652,17 @@ def test_refresh_warns_instead_of_failing_the_run(history):
     history.append(rec(12, 3, 0.5, 100, 10, [1]))
     with pytest.warns(UserWarning, match="report not refreshed.*line 14 is damaged"):
         report.refresh(history)
+
+
+def test_without_plotly_a_refresh_writes_the_tables_and_skips_the_page_in_one_line(history, monkeypatch):
+    """A GPU machine has no plotly: the run goes on, its tables are written, the page waits."""
+    without_plotly(monkeypatch)
+    with pytest.warns(UserWarning) as said:
+        report.refresh(history)
+    assert [str(w.message) for w in said] == [f"{history.path / 'report.html'}: not written, plotly is not "
+                                              "installed (the data files are)"]
+    assert not (history.path / "report.html").exists()
+    assert len(pd.read_csv(history.history_file)) == 13 and (history.path / "front.csv").exists()
 
 
 def test_empty_run_gets_a_report(tmp_path):

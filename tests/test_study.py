@@ -17,6 +17,7 @@ from evo_nas.search import State
 from evo_nas.spaces.nb201 import OPS as NB201_OPS
 from evo_nas.spaces.nb201 import NB201Genome
 from evo_nas.study import StudyConfig, run_one, run_study, summary_lines, table_search
+from tests.fakes import without_plotly
 
 ALGORITHMS = ("aging", "nsga2", "random")
 
@@ -91,6 +92,15 @@ def test_study_writes_one_csv_row_per_algorithm_and_seed_and_a_plot(small):
     assert len(rows) == len(ALGORITHMS) * cfg.seeds
     assert {r["algorithm"] for r in rows} == set(ALGORITHMS)
     assert result.files["html"].read_text().count("plotly") > 0
+
+
+def test_without_plotly_the_csv_is_written_and_the_page_skipped(small, tmp_path, monkeypatch):
+    _, result = small
+    without_plotly(monkeypatch)
+    with pytest.warns(UserWarning, match="not written, plotly is not installed"):
+        files = study.write(result, tmp_path)
+    assert set(files) == {"csv"} and files["csv"].read_text() == result.files["csv"].read_text()
+    assert list(tmp_path.iterdir()) == [files["csv"]]
 
 
 def test_summary_has_one_line_per_algorithm_starting_with_its_name(small):

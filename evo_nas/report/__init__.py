@@ -78,6 +78,7 @@ def write_report(run_dir: str | os.PathLike | RunDir, out: str | os.PathLike | N
     """Write the report with its front and history CSVs: report.html, front.csv and history.csv
     in the run directory, or `out` with OUT-front.csv and OUT-history.csv beside it; with
     plotly_js="shared" also plotly.min.js beside the page. Returns what was written, by kind.
+    Without plotly the page is skipped with one warning line; the CSVs are written.
 
     Everything is checked, read and rendered before the first byte is written. `out` never
     replaces one of the run's own files, nor any file that is not one evonas wrote of the
@@ -89,13 +90,18 @@ def write_report(run_dir: str | os.PathLike | RunDir, out: str | os.PathLike | N
     if out is not None:
         _check_targets(run, targets)
     data = report_data(run)
-    files = {"report": render_html(data, plotly_js), "front": front_frame([_row(data.individuals[i])
-                                                                          for i in data.front]).to_csv(index=False),
+    files = {"front": front_frame([_row(data.individuals[i]) for i in data.front]).to_csv(index=False),
              "history": history_frame(data.history).to_csv(index=False)}
-    if plotly_js == "shared":
-        from plotly.offline import get_plotlyjs
+    try:
+        files["report"] = render_html(data, plotly_js)
+        if plotly_js == "shared":
+            from plotly.offline import get_plotlyjs
 
-        files["plotly.js"] = get_plotlyjs()
+            files["plotly.js"] = get_plotlyjs()
+    except ImportError as err:
+        if not plotly_missing(err, targets["report"]):
+            raise
+        targets = {kind: path for kind, path in targets.items() if kind in files}
     for kind, path in targets.items():
         try:
             _write_unless_same(path, files[kind])
@@ -169,6 +175,15 @@ def _write_unless_same(path: Path, text: str) -> None:
     except (OSError, UnicodeDecodeError):
         pass
     atomic_write(path, text)
+
+
+def plotly_missing(err: ImportError, page: Path) -> bool:
+    """Whether `err` is plotly not being installed; if so, say in one warning line that `page`
+    is skipped. The data files (JSON, CSV) never depend on plotly; any other ImportError is a bug."""
+    if (err.name or "").partition(".")[0] != "plotly":
+        return False
+    warnings.warn(f"{page}: not written, plotly is not installed (the data files are)", stacklevel=3)
+    return True
 
 
 def refresh(run: RunDir) -> None:
