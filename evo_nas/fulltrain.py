@@ -30,9 +30,9 @@ from evo_nas.config import FULL_TRAINING, Skeleton, TrainConfig, flat_config
 from evo_nas.errors import ConfigError, Interrupted, RunDirError, UserError
 from evo_nas.evaluate.count import count_macs, count_params
 from evo_nas.evaluate.data import load_dataset, subset
-from evo_nas.evaluate.device_data import on_device
+from evo_nas.evaluate.device_data import data_dtype, on_device
 from evo_nas.evaluate.devices import available, torch_device
-from evo_nas.evaluate.engine import Trainer, TrainingFailed, evaluate, lr_factor
+from evo_nas.evaluate.engine import Trainer, TrainingFailed, evaluate, lr_factor, resolve_precision
 from evo_nas.exporting import ONNX_OPSET, export_onnx, onnx_parity
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
@@ -334,7 +334,7 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
 
 def device_data(dataset, cfg: FullTrainConfig, device):
     """The training split (all of it, or a seeded subset) and the test split, on the device.
-    Training images in bf16 on CUDA (as the search; they are trained under bf16 autocast), the
+    Training images in bf16 on CUDA under bf16 training (as the search), else float32; the
     test images in float32 everywhere: the final accuracy is the float32 model's."""
     train_idx = test_idx = None
     if cfg.train_limit:
@@ -343,7 +343,7 @@ def device_data(dataset, cfg: FullTrainConfig, device):
         if dataset.y_test is None:
             raise ConfigError(f"{dataset.name}: has no test split to measure on")
         test_idx = subset(np.arange(len(dataset.y_test)), cfg.test_limit, cfg.seed + 1)
-    return (on_device(dataset, train_idx, device),
+    return (on_device(dataset, train_idx, device, dtype=data_dtype(resolve_precision(cfg.train, device), device)),
             on_device(dataset, test_idx, device, part="test", dtype=torch.float32, flip=False))
 
 

@@ -23,8 +23,9 @@ from evo_nas.config import DataConfig, RunConfig, Skeleton, TrainConfig
 from evo_nas.errors import DeviceLost
 from evo_nas.evaluate import data as datasets
 from evo_nas.evaluate.count import count_macs, count_params
-from evo_nas.evaluate.device_data import DeviceData, on_device
-from evo_nas.evaluate.engine import TrainingFailed, drive, proxy_training
+from evo_nas.evaluate.device_data import DeviceData, data_dtype, on_device
+from evo_nas.evaluate.devices import torch_device
+from evo_nas.evaluate.engine import TrainingFailed, drive, proxy_training, resolve_precision
 from evo_nas.genome import Genome
 from evo_nas.records import Result, Status
 from evo_nas.rng import derive_seed
@@ -108,7 +109,8 @@ class Evaluator:
                 if limit is not None and counts[name] > limit]
         if over:
             return Result(Status.INFEASIBLE, **counts, error=f"{over[0]} over the limit")
-        train_data, val_data = resident_data(s.data, s.split_seed, s.device)
+        train_data, val_data = resident_data(s.data, s.split_seed, s.device,
+                                             resolve_precision(s.train, torch_device(s.device)))
         config = replace(s.train, epochs=task_epochs(s.train, task.epochs, len(train_data)))
         try:
             r = yield from proxy_training(model.to(s.device), train_data, val_data, config, s.device, task.seed,
@@ -176,12 +178,15 @@ def describe_error(err: BaseException) -> str:
 _RESIDENT: dict = {}  # per process: (data settings, seed, device) -> (train, validation) on the device
 
 
-def resident_data(cfg: DataConfig, seed: int, device: str) -> tuple[DeviceData, DeviceData]:
-    """The train and validation splits, loaded once per process and kept on the device."""
-    key = (cfg, seed, device)
+def resident_data(cfg: DataConfig, seed: int, device: str, precision: str = "bf16") -> tuple[DeviceData, DeviceData]:
+    """The train and validation splits for training at `precision`, loaded once per process
+    and kept on the device."""
+    dtype = data_dtype(precision, device)
+    key = (cfg, seed, device, dtype)
     if key not in _RESIDENT:
         _RESIDENT.clear()  # one data set per worker at a time
         dataset = datasets.load_dataset(cfg.dataset, cfg.data_dir)
         train_idx, val_idx = datasets.proxy_split(len(dataset.y_train), cfg, seed)
-        _RESIDENT[key] = (on_device(dataset, train_idx, device), on_device(dataset, val_idx, device))
+        _RESIDENT[key] = (on_device(dataset, train_idx, device, dtype=dtype),
+                          on_device(dataset, val_idx, device, dtype=dtype))
     return _RESIDENT[key]
