@@ -41,12 +41,12 @@ from evo_nas.report import data as rdata
 from evo_nas.report import drawing, figures
 from evo_nas.report import html as report_html
 from evo_nas.spaces import parse_genome
-from tests.fakes import without_plotly
 from evo_nas.spaces.cells import CellSpace, live_states
 from evo_nas.spaces.layers import LayerSpace
 from evo_nas.spaces.nb201 import OPS as NB201_OPS
 from evo_nas.spaces.nb201 import NB201Genome, NB201Space
 from evo_nas.store import RunDir
+from tests.fakes import without_plotly
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
