@@ -365,6 +365,7 @@ def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | 
     try:
         for epoch in range(first, cfg.epochs):
             begin, stop, tick = trainer.step, (epoch + 1) * trainer.per_epoch, time.perf_counter()
+            fallbacks = trainer.fallbacks
             before = trainer.loss_sum.detach().clone()
             try:
                 for _ in trainer.steps(stop):
@@ -376,8 +377,8 @@ def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | 
                 kept = f"{cfg.out} keeps the checkpoint of epoch {epoch}" if epoch else "no epoch finished"
                 raise UserError(f"training diverged: {failure.reason} in epoch {epoch + 1} ({kept}); "
                                 f"try another --seed or --batch-size, in a new --out") from None
-            if trainer.fell_back and epoch == first:
-                log(f"CUDA graph capture failed ({trainer.fallback_reason}); training eagerly from epoch {first + 1}")
+            if trainer.fallbacks > fallbacks:  # each time, in whichever epoch the capture was
+                log(f"CUDA graph capture failed ({trainer.fallback_reason}); training eagerly from epoch {epoch + 1}")
             tested = (epoch + 1) % cfg.test_every == 0 or epoch + 1 == cfg.epochs
             elapsed = time.perf_counter() - tick
             history.append({"epoch": epoch + 1, "train_loss": trainer.mean_loss(begin, stop),

@@ -48,6 +48,9 @@ class Result:
     precision: str | None = None
     images_per_s: float | None = None
     wall_time: float | None = None
+    # CUDA: bytes the process's allocator held when the evaluation ended, after its graph was
+    # closed (not a peak: candidates in flight share one process); bounded if pools are freed.
+    memory_reserved: int | None = None
     # An individual trained with several seeds (`--repeats R`): its final record's accuracy is
     # the mean over the R trainings, accuracy_sd their sample standard deviation, repeats R.
     accuracy_sd: float | None = None
@@ -68,7 +71,7 @@ class Result:
 
 
 RESULT_FIELDS = tuple(f.name for f in fields(Result))
-TIMING_FIELDS = ("wall_time", "images_per_s", "finished")  # differ between otherwise identical runs
+TIMING_FIELDS = ("wall_time", "images_per_s", "finished", "memory_reserved")  # differ between otherwise identical runs
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ class Record:
         result = Result.from_json(d)
         if result.ok and not all(_is_number(getattr(result, k)) for k in ("accuracy", "macs", "params")):
             raise ValueError("a successful evaluation without accuracy, macs and params")
-        for name in ("accuracy", "macs", "params", "train_loss", "epochs", "wall_time", "images_per_s"):
+        for name in ("accuracy", "macs", "params", "train_loss", "epochs", "wall_time", "images_per_s",
+                     "memory_reserved"):
             if getattr(result, name) is not None and not _is_number(getattr(result, name)):
                 raise ValueError(f"{name} must be a number")
         parents = d.get("parents") or ()
@@ -180,7 +184,9 @@ def combined(records: Sequence[Record]) -> Record:
         result = replace(results[0], accuracy=statistics.fmean(accuracies), accuracy_sd=statistics.stdev(accuracies),
                          train_loss=_mean([x.train_loss for x in results], None), repeats=len(results),
                          wall_time=_sum(x.wall_time for x in results),
-                         images_per_s=_mean([x.images_per_s for x in results], 1))
+                         images_per_s=_mean([x.images_per_s for x in results], 1),
+                         memory_reserved=max((x.memory_reserved for x in results if x.memory_reserved is not None),
+                                             default=None))
     return replace(first, result=result, repeat=None)
 
 

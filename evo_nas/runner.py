@@ -308,7 +308,7 @@ class Job:
         record = self.replay.pop((ind.id, 0, None), None)
         if record is None:
             original = self.history.by_key(ind.key)
-            result = dataclasses.replace(original.result, wall_time=0.0, images_per_s=None)
+            result = dataclasses.replace(original.result, wall_time=0.0, images_per_s=None, memory_reserved=None)
             self._finish(ind, _record(ind, result, original.rung, cache_of=original.id), write=True)
         else:
             self._finish(ind, record, write=False)

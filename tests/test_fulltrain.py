@@ -158,6 +158,12 @@ def test_the_graph_path_walks_the_eager_steps_and_falls_back_to_an_eager_run(tmp
     assert [h["path"] for h in history] == ["graph", "eager"]
 
 
+def test_the_graph_is_captured_once_for_all_epochs(tmp_path, monkeypatch):
+    graph_path_on_cpu(monkeypatch)
+    metrics = run(tiny(DARTS, tmp_path / "out"), log=None).metrics
+    assert FakeGraphedStep.captures == 1 and [h["path"] for h in metrics["history"]] == ["graph", "graph"]
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 @pytest.mark.parametrize("target", [NB201, DARTS], ids=["nb201", "cells"])

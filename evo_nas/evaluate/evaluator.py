@@ -88,7 +88,9 @@ class Evaluator:
             result = Result(Status.FAILED, error=describe_error(err))
             if self.settings.device.startswith("cuda"):
                 torch.cuda.empty_cache()
-        return replace(result, device=self.settings.device, wall_time=round(time.perf_counter() - start, 3))
+        memory = torch.cuda.memory_reserved(self.settings.device) if self.settings.device.startswith("cuda") else None
+        return replace(result, device=self.settings.device, wall_time=round(time.perf_counter() - start, 3),
+                       memory_reserved=memory)
 
     def _lost(self, task: Task, err: BaseException, seconds: float) -> DeviceLost:
         device = self.settings.device

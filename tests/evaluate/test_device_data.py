@@ -239,3 +239,4 @@ def test_an_fp32_evaluation_on_cuda_trains_on_fp32_images():
     result = Evaluator(s)(Task(0, load_genome(PACKAGED / "darts_v2.yaml"), 0, s.train.epochs))
     assert result.ok, result.error
     assert result.precision == "fp32" and result.path == "graph" and result.accuracy > 0.15  # chance: 0.1
+    assert isinstance(result.memory_reserved, int) and result.memory_reserved > 0
