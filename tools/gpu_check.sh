@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # evonas GPU check: every figure the GPU path must show, in one command, on a one-GPU machine with
-# PyTorch but no internet, no make and no plotly, in at most TOTAL_S seconds (default 510), with
+# PyTorch but no internet, no make and no plotly, in at most TOTAL_S seconds (default 520), with
 # its results in a few files. From the repo root:
 #
 #     make gpu-check                   # = bash tools/gpu_check.sh; results in OUT (gpu-check-out)
@@ -40,7 +40,7 @@ DEVICE=${DEVICE:-cuda}
 CPU=$([[ $DEVICE == cpu ]] && echo 1 || true)
 OUT=${OUT:-$PWD/gpu-check-out}
 PY=${PY:-python3}
-TOTAL_S=${TOTAL_S:-510}
+TOTAL_S=${TOTAL_S:-520}
 WHL_DIR=${WHL_DIR:-.whl}
 STEPS=${STEPS:-all}
 DEFAULT_STEPS=(env tests probe-proxy bench probe-agreement probe-cudnn search resume)
@@ -151,7 +151,9 @@ if want tests && ! have pytest; then
     skip tests "pytest does not import"
 else
     mapfile -t FILES < <(grep -rlE "pytest\.mark\.cuda|cuda_test" tests --include='test_*.py' | sort)
-    PYTEST=("$PY" -m pytest -m cuda -q -rA -p no:cacheprovider -o faulthandler_timeout=60 --junitxml="$W/tests.xml")
+    # -v: each test's outcome is in the log as it ends, so a timeout keeps them (the XML comes at the end)
+    PYTEST=("$PY" -m pytest -m cuda -v -rfE --durations=10 -p no:cacheprovider -o faulthandler_timeout=60
+            --junitxml="$W/tests.xml")
     have pytest_timeout && PYTEST+=(--timeout=90)
     run_step tests 95 "${PYTEST[@]}" "${FILES[@]}"  # one process: one CUDA context, imports once
 fi
@@ -166,21 +168,21 @@ fi
 # shellcheck disable=SC2086
 run_step bench 130 "${EVONAS[@]}" bench --device "$DEVICE" --out "$W/bench" ${BENCH_ARGS-$BENCH_DEFAULT}
 
-run_step probe-agreement 60 "$PY" tools/gpu_probe.py agreement "$W" "$DEVICE"
+run_step probe-agreement 70 "$PY" tools/gpu_probe.py agreement "$W" "$DEVICE"
 run_step probe-cudnn 30 "$PY" tools/gpu_probe.py cudnn "$W" "$DEVICE"
 
 if [[ -n $CPU ]]; then
     SEARCH_DEFAULT="--workers 1 --population 2 --generations 1 --epochs 0.5 --train-limit 64 --val-limit 32
                     --init-channels 4 --depth 2 --batch-size 32 --bn-recalibration 32"
 else
-    SEARCH_DEFAULT="--slots-per-gpu 2 --population 8 --generations 1"
+    SEARCH_DEFAULT="--slots-per-gpu 2 --population 6 --generations 1"  # 12 evaluations, then 6 resumed
 fi
 # With its report (the default): on a machine without plotly the tables are written, the page skipped.
 # shellcheck disable=SC2086
-run_step search 45 "${EVONAS[@]}" run --device "$DEVICE" --backend local --blocks 4 \
+run_step search 40 "${EVONAS[@]}" run --device "$DEVICE" --backend local --blocks 4 \
     --seed-genomes evo_nas/genomes/darts_v2.yaml --runs-dir "$W/runs" --name gpu-search ${SEARCH_ARGS-$SEARCH_DEFAULT}
 if [[ -f $W/runs/gpu-search/journal.jsonl ]]; then
-    run_step resume 30 "${EVONAS[@]}" resume "$W/runs/gpu-search" --generations 2
+    run_step resume 25 "${EVONAS[@]}" resume "$W/runs/gpu-search" --generations 2
     "$PY" tools/gpu_summary.py search "$W" 2>&1 | tee -a "$W/steps.log"
 else
     skip resume "the search left no run to resume"
