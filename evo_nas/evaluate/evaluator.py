@@ -177,7 +177,7 @@ def describe_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {message}{at}"
 
 
-_RESIDENT: dict = {}  # per process: (data settings, seed, device) -> (train, validation) on the device
+_RESIDENT: dict = {}  # per process: (data settings, seed, device, dtype) -> (train, validation) on the device
 
 
 def resident_data(cfg: DataConfig, seed: int, device: str, precision: str = "bf16") -> tuple[DeviceData, DeviceData]:
