@@ -181,6 +181,19 @@ def test_a_cuda_training_captures_its_step_and_resumes(tmp_path, target):
     assert metrics["onnx"]["max_abs_diff"] < 1e-4
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_a_cuda_training_captures_once_for_all_its_epochs(tmp_path, monkeypatch):
+    from evo_nas.evaluate.cuda_graph import GraphedStep
+
+    captures, real = [], GraphedStep.capture
+    monkeypatch.setattr(GraphedStep, "capture", lambda self: (captures.append(1), real(self))[1])
+    cfg = config_from_options(str(DARTS), {"out": str(tmp_path / "out"), "epochs": 3, "batch_size": 64, **TINY[DARTS]})
+    cfg = dataclasses.replace(cfg, train_limit=256, test_limit=256, onnx=False, device="cuda")
+    metrics = run(cfg, log=None).metrics
+    assert len(captures) == 1 and [h["path"] for h in metrics["history"]] == ["graph"] * 3
+
+
 def fake_run(path: Path) -> Path:
     """A run directory with one successful and one failed evaluation (no training needed)."""
     run = RunDir.create(path, {"data": {"dataset": "fashion-mnist", "data_dir": None}, "space": {"space": "nb201"}},
