@@ -60,9 +60,10 @@ bench: setup
 	$(BIN)/evonas bench $(ARGS)
 
 # One command for a short visit to a GPU machine without internet (docs/performance.md): the
-# CUDA tests, the probe, the bench and a short search, every result under OUT. No setup: such a
-# machine brings its own torch; tools/gpu_prepare.sh makes the wheels and data to carry along.
-# `make gpu-check DEVICE=cpu` is its dry run (CI, about a minute).
+# CUDA tests, the probe, the bench and a short search, in at most 8 files under OUT. No setup:
+# such a machine brings its own torch; tools/gpu_prepare.sh makes the wheels and data to carry
+# along. A machine without make runs `bash tools/gpu_check.sh` itself. `make gpu-check
+# DEVICE=cpu` is its dry run (tests/test_gpu_check.py, about a minute).
 GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 gpu-check:
 	DEVICE=$(or $(DEVICE),cuda) PY=$(GPU_PY) bash tools/gpu_check.sh

@@ -3,8 +3,9 @@ how many evaluations an hour it gives with several candidates in flight.
 
 On the current device, in one process, after one evaluation that warms the process up:
 1. per candidate (NASNet-A, DARTS-V2, seeded random cells): the evaluator and a plain reference
-   loop (DataLoader with CPU flip/crop, fp32, batch 128) train it at the proxy; images/s of
-   each, median of n repeats with its spread, and their ratio;
+   loop (DataLoader with CPU flip/crop, fp32, the evaluator's batch) train it at the proxy;
+   images/s of each, steady (after the warm-up and capture, or the loader's start-up) and over
+   the whole evaluation, median of n repeats with its spread, and their ratios; which path ran;
 2. steady state with k candidates in flight (one CUDA stream each): per measurement 3k
    evaluations of DARTS-V2 with different seeds; evaluations/hour and images/s while every
    slot is busy, apart from the fill-up before the first result and the drain after the last
@@ -34,7 +35,6 @@ from evo_nas.files import atomic_write
 from evo_nas.genome_io import PACKAGED as GENOMES
 from evo_nas.genome_io import load_genome
 
-REFERENCE_LOOP_BATCH = 128  # the reference loop's batch, as in docs/performance.md
 REFERENCE_SKIP = 5  # reference steps before its clock starts: DataLoader workers start up then
 REFERENCE_QUICK_STEPS = 100  # --quick: the reference loop's rate from this many steps at most
 TASKS_PER_SLOT = 3  # a steady-state measurement with k in flight runs this many x k evaluations
@@ -175,32 +175,77 @@ def _compare(name: str, genome, settings, cfg: BenchConfig, k: int, log) -> dict
     runs, refs = [], []
     for r in range(cfg.repeats):
         seed = eval_seed(cfg.seed, 100 * k + r)
-        start = time.perf_counter()
-        runs.append((evaluator(Task(k, genome, seed, settings.train.epochs)), time.perf_counter() - start))
+        runs.append(timed_evaluation(evaluator, Task(k, genome, seed, settings.train.epochs), settings))
         if cfg.reference:
             steps = REFERENCE_QUICK_STEPS if cfg.quick else None
             refs.append(reference_loop(genome, settings, cfg.loader_workers, seed, steps))
     row = _compare_row(name, runs, refs, settings)
-    log(f"  {name:<12} evaluator {_median(row['evaluator']['images_per_s'])} img/s ({row['path']}), "
-        f"reference {_median(row['reference'].get('images_per_s'))} img/s, ratio {row['ratio']} (n={cfg.repeats})")
+    ev, ref = row["evaluator"], row["reference"]
+    log(f"  {name:<12} evaluator {_median(ev['steady_images_per_s'])} img/s steady, "
+        f"{_median(ev['whole_images_per_s'])} whole ({'+'.join(row['paths'])}), reference "
+        f"{_median(ref['steady_images_per_s'])} steady, {_median(ref['whole_images_per_s'])} whole; ratios "
+        f"{row['ratio']} (batch {row['batch_size']}, n={cfg.repeats})")
     return row
 
 
-def _compare_row(name: str, runs: list, refs: list[dict], settings) -> dict:
-    ok = [r for r, _ in runs if r.ok]
-    first = runs[0][0]
-    evaluator = {"images_per_s": spread(r.images_per_s for r in ok), "seconds": spread(s for r, s in runs if r.ok),
-                 "accuracy": spread(r.accuracy for r in ok), "setup_share": spread(_setup_share(r, settings)
-                                                                                    for r in ok)}
-    reference = {"images_per_s": spread(x["images_per_s"] for x in refs), "seconds": spread(x["seconds"] for x in refs),
-                 "steps": refs[0]["steps"] if refs else None}
-    ratio = None
-    if ok and refs:
-        ratio = round(evaluator["images_per_s"]["median"] / reference["images_per_s"]["median"], 2)
-    failed = [r.error for r, _ in runs if not r.ok]
-    return {"name": name, "params": first.params, "macs": first.macs, "path": ok[0].path if ok else None,
+def _compare_row(name: str, runs: list[dict], refs: list[dict], settings) -> dict:
+    """The evaluator's and the reference loop's rates side by side, at the same batch size:
+    steady (from step steady_from on) and whole (training images over the whole call's seconds)."""
+    ok = [run for run in runs if run["result"].ok]
+    first = runs[0]["result"]
+    images = _proxy_images(settings)
+    evaluator = {"steady_images_per_s": spread(run["steady_images_per_s"] for run in ok),
+                 "whole_images_per_s": spread(run["images"] / run["seconds"] for run in ok),
+                 "images_per_s": spread(run["result"].images_per_s for run in ok),  # its own: warm-up, capture in
+                 "seconds": spread(run["seconds"] for run in ok),
+                 "accuracy": spread(run["result"].accuracy for run in ok),
+                 "setup_share": spread(_setup_share(run["result"], settings) for run in ok)}
+    reference = {"steady_images_per_s": spread(x["steady_images_per_s"] for x in refs),
+                 "whole_images_per_s": spread(x["whole_images_per_s"] for x in refs),
+                 "seconds": spread(x["seconds"] for x in refs), "steps": refs[0]["steps"] if refs else None}
+    failed = [run["result"].error for run in runs if not run["result"].ok]
+    return {"name": name, "params": first.params, "macs": first.macs, "batch_size": _batch(settings),
+            "proxy_images": images, "path": ok[0]["result"].path if ok else None,
+            "paths": sorted({str(run["result"].path) for run in ok}),
+            "fallbacks": sorted({run["result"].fallback for run in ok if run["result"].fallback}),
             "failed": len(failed), "error": failed[0] if failed else "", "evaluator": evaluator,
-            "reference": reference, "ratio": ratio}
+            "reference": reference, "ratio": {kind: _ratio(evaluator[f"{kind}_images_per_s"],
+                                                           reference[f"{kind}_images_per_s"])
+                                              for kind in ("steady", "whole")}}
+
+
+def timed_evaluation(evaluator, task, settings) -> dict:
+    """One evaluation driven step by step: its Result, its seconds, the images it trained on,
+    and its steady rate, timed
+    from the end of step steady_from (warm-up and capture done) to the end of the last training
+    step, with the device synced at both ends (None where the training is too short for it)."""
+    import torch
+
+    sync = torch.cuda.synchronize if settings.device.startswith("cuda") else (lambda: None)
+    steps, marks, skip, total, start = evaluator.begin(task), {}, None, 0, time.perf_counter()
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as end:
+            result = end.value
+            break
+        skip = steady_from(settings, total)
+        if skip is not None and done in (skip, total):
+            sync()
+            marks[done] = time.perf_counter()
+    seconds = time.perf_counter() - start
+    steady = None
+    if skip is not None and len(marks) == 2 and marks[total] > marks[skip]:
+        steady = round((total - skip) * _batch(settings) / (marks[total] - marks[skip]), 1)
+    return {"result": result, "seconds": seconds, "images": total * _batch(settings), "steady_images_per_s": steady}
+
+
+def steady_from(settings, steps: int) -> int | None:
+    """The step from which both loops are timed as steady: the evaluator has warmed up and
+    captured its graph, the reference loop's DataLoader workers have started. None where that
+    leaves fewer steps than it skips."""
+    skip = max(REFERENCE_SKIP, settings.train.warmup_steps_before_capture + 1)
+    return skip if steps > 2 * skip else None
 
 
 def _setup_share(result, settings) -> float:
@@ -212,8 +257,9 @@ def _setup_share(result, settings) -> float:
 
 def reference_loop(genome, settings, loader_workers: int, seed: int, max_steps: int | None = None) -> dict:
     """A plain training loop as most NAS code has it: a DataLoader with per-image CPU
-    augmentation, fp32, batch 128, host-side loss logging. The proxy's images (at most
-    max_steps steps); its rate counts from step REFERENCE_SKIP on, after the workers started."""
+    augmentation, fp32, host-side loss logging, at the evaluator's batch size. The proxy's
+    images (at most max_steps steps); its steady rate counts from step steady_from on, after
+    the workers started; its whole rate from the call's start (model built, workers started)."""
     import torch
     import torch.nn.functional as F
 
@@ -224,7 +270,8 @@ def reference_loop(genome, settings, loader_workers: int, seed: int, max_steps: 
     s, device = settings, torch.device(settings.device)
     dataset = datasets.load_dataset(s.data.dataset, s.data.data_dir)
     train_idx, _ = datasets.proxy_split(len(dataset.y_train), s.data, s.split_seed)
-    batch = min(REFERENCE_LOOP_BATCH, len(train_idx))  # a split smaller than a batch: one batch of it all
+    start = time.perf_counter()  # the data in memory, as an evaluator's worker has them
+    batch = min(s.train.batch_size, len(train_idx))  # a split smaller than a batch: one batch of it all
     loader = torch.utils.data.DataLoader(
         _CpuAugmented(dataset, train_idx), batch_size=batch, shuffle=True, drop_last=True,
         num_workers=loader_workers if device.type == "cuda" else 0, pin_memory=device.type == "cuda",
@@ -235,11 +282,13 @@ def reference_loop(genome, settings, loader_workers: int, seed: int, max_steps: 
                                 weight_decay=s.train.weight_decay)
     steps = max(1, round(_proxy_images(settings) / batch))
     steps = min(steps, max_steps) if max_steps else steps
-    skip = REFERENCE_SKIP if steps > 2 * REFERENCE_SKIP else 0
-    done, start, clock = 0, time.perf_counter(), None
+    skip = steady_from(settings, steps)
+    done, clock = 0, None
     while done < steps:
         for x, y in loader:
             if done == skip:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
                 clock = time.perf_counter()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = model(x)
@@ -251,9 +300,10 @@ def reference_loop(genome, settings, loader_workers: int, seed: int, max_steps: 
             done += 1
             if done >= steps:
                 break
-    end = time.perf_counter()
-    return {"images_per_s": round((steps - skip) * batch / (end - clock), 1),
-            "seconds": round(end - start, 2), "steps": steps}
+    end = time.perf_counter()  # the last loss.item() synced
+    return {"steady_images_per_s": round((steps - skip) * batch / (end - clock), 1) if clock else None,
+            "whole_images_per_s": round(steps * batch / (end - start), 1), "seconds": round(end - start, 2),
+            "steps": steps, "batch_size": batch}
 
 
 class _CpuAugmented:
@@ -327,6 +377,8 @@ def _one_in_flight(k: int, r: int, settings, cfg: BenchConfig, device: str) -> d
     return {"seconds": round(seconds, 2), "evaluations_per_hour": round(3600 * n / seconds, 1), **rates,
             "fill_seconds": round(times[0], 2), "drain_seconds": round(seconds - times[n - k], 2),
             "failed": sum(not res.ok for res in results), "paths": sorted({str(res.path) for res in results}),
+            "fallbacks": sorted({res.fallback for res in results if res.fallback}),
+            "memory_reserved": max((res.memory_reserved or 0 for res in results), default=0) or None,
             "accuracies": [res.accuracy for res in results if res.ok]}
 
 
@@ -366,6 +418,11 @@ def _train_size(settings) -> int:
     from evo_nas.evaluate.device_data import load_data
 
     return len(load_data(settings.data, settings.split_seed, settings.device, "train", settings.skeleton.classes))
+
+
+def _batch(settings) -> int:
+    """Images per training step (a split smaller than the batch is one batch of it all)."""
+    return min(settings.train.batch_size, _train_size(settings))
 
 
 def _proxy_rate(result: BenchResult) -> dict:
@@ -433,12 +490,15 @@ def _write(result: BenchResult, out: str) -> None:
 def table(result: BenchResult) -> str:
     lines = [f"evonas bench: {result.hardware}, torch {result.torch}, {result.date}, n={result.repeats} per row "
              f"(median, min-max)", f"proxy: {result.settings}", ""]
-    lines += [f"{'candidate':<12} {'params':>9} {'MACs':>11} {'path':>6} {'evaluator img/s':>24} "
-              f"{'reference img/s':>24} {'ratio':>6}"]
+    lines += [f"{'candidate':<12} {'params':>9} {'MACs':>11} {'path':>6} {'batch':>5}  {'img/s':<6} "
+              f"{'evaluator':>24} {'reference':>24} {'ratio':>6}"]
     for c in result.candidates:
-        lines.append(f"{c['name']:<12} {c['params'] or 0:>9,} {c['macs'] or 0:>11,} {c['path'] or '-':>6} "
-                     f"{_show(c['evaluator']['images_per_s']):>24} {_show(c['reference']['images_per_s']):>24} "
-                     f"{c['ratio'] if c['ratio'] is not None else '-':>6}")
+        for kind in ("steady", "whole"):
+            head = (f"{c['name']:<12} {c['params'] or 0:>9,} {c['macs'] or 0:>11,} {c['path'] or '-':>6} "
+                    f"{c['batch_size']:>5}" if kind == "steady" else " " * 50)
+            ratio = c["ratio"][kind] if c["ratio"][kind] is not None else "-"
+            lines.append(f"{head}  {kind:<6} {_show(c['evaluator'][f'{kind}_images_per_s']):>24} "
+                         f"{_show(c['reference'][f'{kind}_images_per_s']):>24} {ratio:>6}")
     lines += ["", f"{'in flight':>9} {'steady evaluations/h':>26} {'steady img/s':>24} {'speedup':>8} "
                   f"{'first result s':>16}"]
     lines += [f"{r['k']:>9} {_show(r['steady_evaluations_per_hour']):>26} {_show(r['steady_images_per_s']):>24} "

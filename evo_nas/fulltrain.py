@@ -33,7 +33,7 @@ from evo_nas.evaluate.count import count_macs, count_params
 from evo_nas.evaluate.data import cached_dataset
 from evo_nas.evaluate.device_data import load_data
 from evo_nas.evaluate.devices import available, torch_device
-from evo_nas.evaluate.engine import Trainer, TrainingFailed, evaluate, lr_factor
+from evo_nas.evaluate.engine import Trainer, TrainingFailed, evaluate, lr_factor, resolve_precision
 from evo_nas.exporting import ONNX_OPSET, export_onnx, onnx_parity
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
@@ -319,7 +319,9 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
     except OSError as err:
         raise RunDirError(f"{out}: cannot create the output folder ({err.strerror})") from None
     atomic_write(out / "genome.yaml", dumps(cfg.genome))
-    train_data, test_data = (load_data(cfg.data, cfg.seed, device, part) for part in ("trainval", "test"))
+    precision = resolve_precision(cfg.train, device)  # bf16 images only for bf16 training on CUDA
+    train_data, test_data = (load_data(cfg.data, cfg.seed, device, part, precision=precision)
+                             for part in ("trainval", "test"))
     state = load_state(out / "checkpoint.safetensors", saved) if saved is not None else None
     guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     with guard:
@@ -353,6 +355,7 @@ def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | 
     try:
         for epoch in range(first, cfg.epochs):
             begin, stop, tick = trainer.step, (epoch + 1) * trainer.per_epoch, time.perf_counter()
+            fallbacks = trainer.fallbacks
             before = trainer.loss_sum.detach().clone()
             try:
                 for _ in trainer.steps(stop):
@@ -364,8 +367,8 @@ def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | 
                 kept = f"{cfg.out} keeps the checkpoint of epoch {epoch}" if epoch else "no epoch finished"
                 raise UserError(f"training diverged: {failure.reason} in epoch {epoch + 1} ({kept}); "
                                 f"try another --seed or --batch-size, in a new --out") from None
-            if trainer.fell_back and epoch == first:
-                log(f"CUDA graph capture failed ({trainer.fallback_reason}); training eagerly from epoch {first + 1}")
+            if trainer.fallbacks > fallbacks:  # each time, in whichever epoch the capture was
+                log(f"CUDA graph capture failed ({trainer.fallback_reason}); training eagerly from epoch {epoch + 1}")
             tested = (epoch + 1) % cfg.test_every == 0 or epoch + 1 == cfg.epochs
             elapsed = time.perf_counter() - tick
             history.append({"epoch": epoch + 1, "train_loss": trainer.mean_loss(begin, stop),

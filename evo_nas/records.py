@@ -49,6 +49,9 @@ class Result:
     precision: str | None = None
     images_per_s: float | None = None
     wall_time: float | None = None
+    # CUDA: bytes the process's allocator held when the evaluation ended, after its graph was
+    # closed (not a peak: candidates in flight share one process); bounded if pools are freed.
+    memory_reserved: int | None = None
     # An individual trained with several seeds (`--repeats R`): its final record's accuracy is
     # the mean over the R trainings, accuracy_sd their sample standard deviation, repeats R.
     accuracy_sd: float | None = None
@@ -69,7 +72,7 @@ class Result:
 
 
 RESULT_FIELDS = tuple(f.name for f in fields(Result))
-TIMING_FIELDS = ("wall_time", "images_per_s", "finished")  # differ between otherwise identical runs
+TIMING_FIELDS = ("wall_time", "images_per_s", "finished", "memory_reserved")  # differ between identical runs
 PROXY = None  # the `fidelity` of a run's own evaluations: its proxy training
 
 
@@ -150,7 +153,7 @@ class Record:
         if d.get("fidelity") is not None and not isinstance(d["fidelity"], str):
             raise ValueError("fidelity must be a name")
         for name in ("accuracy", "test_accuracy", "macs", "params", "train_loss", "epochs", "wall_time",
-                     "images_per_s"):
+                     "images_per_s", "memory_reserved"):
             if getattr(result, name) is not None and not _is_number(getattr(result, name)):
                 raise ValueError(f"{name} must be a number")
         parents = d.get("parents") or ()
@@ -195,7 +198,9 @@ def combined(records: Sequence[Record]) -> Record:
         result = replace(results[0], accuracy=statistics.fmean(accuracies), accuracy_sd=statistics.stdev(accuracies),
                          train_loss=_mean([x.train_loss for x in results], None), repeats=len(results),
                          wall_time=_sum(x.wall_time for x in results),
-                         images_per_s=_mean([x.images_per_s for x in results], 1))
+                         images_per_s=_mean([x.images_per_s for x in results], 1),
+                         memory_reserved=max((x.memory_reserved for x in results if x.memory_reserved is not None),
+                                             default=None))
     return replace(first, result=result, repeat=None)
 
 

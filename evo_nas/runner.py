@@ -279,8 +279,8 @@ class Job:
         request = _request(ind, self.cfg.seed, original.rung)
         record = self.journaled.replayed(request)
         if record is None:
-            record = request.record(dataclasses.replace(original.result, wall_time=0.0, images_per_s=None),
-                                    cache_of=original.id)
+            record = request.record(dataclasses.replace(original.result, wall_time=0.0, images_per_s=None,
+                                                        memory_reserved=None), cache_of=original.id)
             self.journaled.add(record)
         ind.result = record.result
         self.search.archive.remember(ind, fresh=False)

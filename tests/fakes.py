@@ -17,20 +17,30 @@ class FakeGraphedStep:
     """cuda_graph.GraphedStep's protocol, run eagerly on the CPU (there is no CUDA graph here):
     the CUDA-graph orchestration can then be tested on the CPU. Capture can be told to fail,
     for every step (fail_capture) or for a model with `refuses_capture = True` in `keep`;
-    captures and closes are counted."""
+    captures and closes are counted. With own_rng the step draws from a CPU generator state of
+    its own, seeded with `seed`, as a GraphedStep draws from a CUDA one (a new step seeded
+    alike would draw the same numbers again); else from torch's global RNG, as eager steps do."""
 
     fail_capture = False
+    own_rng = False
     captures = 0
     closed = 0
 
-    def __init__(self, step, inputs, keep=(), **options):
+    def __init__(self, step, inputs, keep=(), seed=None, **options):
         self.step, self.inputs = step, inputs
         self.refuses = any(getattr(k, "refuses_capture", False) for k in keep)
+        self.rng = torch.Generator().manual_seed(seed or 0).get_state()
 
     def _run(self, batch):
         for static, value in zip(self.inputs, batch):
             static.copy_(value)
-        self.step()
+        if not self.own_rng:
+            self.step()
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.rng)
+            self.step()
+            self.rng = torch.get_rng_state()
 
     run_eager = replay = _run
 
@@ -48,12 +58,12 @@ def fake_graphed_step(step, batch_shape, device, dtype=torch.float32, memory_for
     """cuda_graph.graphed_step with a FakeGraphedStep."""
     x = torch.empty(tuple(batch_shape), dtype=dtype, device=device, memory_format=memory_format)
     y = torch.empty(batch_shape[0], dtype=torch.long, device=device)
-    return FakeGraphedStep(functools.partial(step, x, y), (x, y), keep=keep)
+    return FakeGraphedStep(functools.partial(step, x, y), (x, y), keep=keep, seed=seed)
 
 
-def graph_path_on_cpu(monkeypatch, fail: bool = False) -> None:
-    """From now on the Trainer takes its CUDA-graph path on the CPU: FakeGraphedStep, plain
-    optimizers."""
+def graph_path_on_cpu(monkeypatch, fail: bool = False, own_rng: bool = False) -> None:
+    """From now on the Trainer takes its CUDA-graph path on the CPU: FakeGraphedStep (drawing
+    from its own RNG state with own_rng), plain optimizers."""
     from evo_nas.evaluate import engine
 
     plain = engine.make_optimizer
@@ -61,6 +71,7 @@ def graph_path_on_cpu(monkeypatch, fail: bool = False) -> None:
     monkeypatch.setattr(engine, "choose_path", lambda *a, **k: ("graph", ""))
     monkeypatch.setattr(engine, "graphed_step", fake_graphed_step)
     monkeypatch.setattr(FakeGraphedStep, "fail_capture", fail)
+    monkeypatch.setattr(FakeGraphedStep, "own_rng", own_rng)
     monkeypatch.setattr(FakeGraphedStep, "captures", 0)
 
 
@@ -130,3 +141,6 @@ class FaultOnCuda(Evaluator):
         torch.nn.functional.embedding(torch.tensor([12], device=self.settings.device), weight)
         torch.cuda.synchronize()
         return Result(Status.OK)  # not reached
+
+
+

@@ -22,9 +22,10 @@ def test_bench_runs_small_on_a_cpu(tmp_path):
     assert data["device"] == "cpu" and "CPU" in data["hardware"] and data["repeats"] == 2 and data["quick"]
     assert [c["name"] for c in data["candidates"]] == ["NASNet-A", "DARTS-V2"]
     for c in data["candidates"]:
-        ev, ref = c["evaluator"]["images_per_s"], c["reference"]["images_per_s"]
+        ev, ref = c["evaluator"]["whole_images_per_s"], c["reference"]["whole_images_per_s"]
         assert c["failed"] == 0 and ev["n"] == ref["n"] == 2 and ev["min"] <= ev["median"] <= ev["max"]
-        assert c["ratio"] == round(ev["median"] / ref["median"], 2)
+        assert c["ratio"] == {"steady": None, "whole": round(ev["median"] / ref["median"], 2)}  # 1 step: no steady
+        assert c["paths"] == ["eager"] and c["fallbacks"] == [] and c["batch_size"] == 64
     assert [(r["k"], r["tasks"], len(r["measurements"])) for r in data["in_flight"]] == [(1, 3, 2), (2, 6, 2)]
     assert data["in_flight"][0]["speedup"] == 1.0 and all(r["failed"] == 0 for r in data["in_flight"])
     for m in (m for r in data["in_flight"] for m in r["measurements"]):
@@ -61,7 +62,7 @@ def test_an_interrupted_bench_keeps_what_it_measured(tmp_path):
     data = json.loads((tmp_path / "bench.json").read_text())
     assert data["stopped"] == "stopped during the measurement with 1 in flight"
     assert [c["name"] for c in data["candidates"]] == ["NASNet-A", "DARTS-V2"]
-    assert data["candidates"][0]["reference"]["images_per_s"]["n"] == 0  # --no-reference
+    assert data["candidates"][0]["reference"]["whole_images_per_s"]["n"] == 0  # --no-reference
     assert len(data["in_flight"][0]["measurements"]) == 1  # written before the line that stopped it
 
 
@@ -76,11 +77,11 @@ def test_bad_in_flight_is_one_line_and_exit_2(value, capsys, tmp_path):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bench_runs_tiny_on_cuda(tmp_path):
-    cfg = bench.bench_config(device="cuda", quick=True, random_cells=0, train_limit=2048, train_images=4096,
+    cfg = bench.bench_config(device="cuda", quick=True, random_cells=0, train_limit=2048, train_images=8192,
                              repeats=1, in_flight="1,2", out=str(tmp_path))
     result = bench.run_bench(cfg, log=lambda line: None)
-    assert [c["path"] for c in result.candidates] == ["graph", "graph"]
-    assert all(c["ratio"] and c["ratio"] > 0 for c in result.candidates)
+    assert [(c["paths"], c["fallbacks"]) for c in result.candidates] == [(["graph"], [])] * 2
+    assert all(c["ratio"]["steady"] > 0 and c["ratio"]["whole"] > 0 for c in result.candidates)
     assert all(r["failed"] == 0 and r["steady_evaluations_per_hour"]["median"] for r in result.in_flight)
     assert json.loads((tmp_path / "bench.json").read_text())["device"] == "cuda"
 
@@ -91,4 +92,18 @@ def test_the_reference_loop_takes_a_split_smaller_than_its_batch():
     cfg = bench._defaults(bench.BenchConfig(device="cpu", train_limit=64, epochs=0.5), "cpu")
     settings = EvalSettings.of(bench._proxy_config(cfg, "cpu"))
     ref = bench.reference_loop(bench._darts_v2(), settings, 0, seed=0)
-    assert ref["steps"] == 1 and ref["images_per_s"] > 0  # one batch of all 64 images, not an endless loop
+    assert ref["steps"] == 1 and ref["batch_size"] == 64  # one batch of all 64 images, not an endless loop
+    assert ref["whole_images_per_s"] > 0 and ref["steady_images_per_s"] is None  # too short for a steady part
+
+
+@pytest.mark.slow
+def test_both_loops_are_timed_steady_and_whole_at_the_same_batch():
+    from evo_nas.evaluate.evaluator import EvalSettings, Evaluator, Task
+
+    cfg = bench._defaults(bench.BenchConfig(device="cpu", train_limit=768, epochs=1.0), "cpu")
+    settings = EvalSettings.of(bench._proxy_config(cfg, "cpu"))
+    run = bench.timed_evaluation(Evaluator(settings), Task(0, bench._darts_v2(), 0, settings.train.epochs), settings)
+    ref = bench.reference_loop(bench._darts_v2(), settings, 0, seed=0)
+    assert run["result"].ok and run["images"] == ref["steps"] * ref["batch_size"] == 768  # 12 steps of 64
+    assert bench.steady_from(settings, 12) == 5 and bench.steady_from(settings, 10) is None
+    assert run["steady_images_per_s"] > 0 and ref["steady_images_per_s"] > 0 and ref["whole_images_per_s"] > 0

@@ -77,11 +77,13 @@ def test_without_plotly_fidelity_writes_its_tables_and_skips_the_page(tmp_path):
     """fidelity.write once imported plotly first, so a GPU machine without it lost every table (issue 21)."""
     rows = [{"id": i, "genome": f"g{i}", "params": 10 * i, "macs": 100 * i, "naswot": 1.0 + i, "proxy": [0.5, 0.6],
              "proxy_mean": 0.55, "reference": [0.7, 0.8], "reference_mean": 0.75} for i in range(4)]
-    summary = {"genomes": 4, "usable": 4, "repeats": 2, "failed": 0, "proxy": {}, "reference": {}, "rows": rows}
+    summary = {"genomes": 4, "usable": 4, "repeats": 2, "failed": 0, "proxy": {"evaluation_seconds": None},
+               "reference": {"evaluation_seconds": None}, "rows": rows, "settings": {}}
     run = RunDir.create(tmp_path / "fid", {}, {"kind": "fidelity"})
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     done = without_plotly("import json; from evo_nas import fidelity; from evo_nas.store import RunDir; "
-                          "print(fidelity.write(RunDir('fid'), json.load(open('summary.json'))))", tmp_path)
+                          "m = fidelity.Measurement.from_json(json.load(open('summary.json'))); "
+                          "print(fidelity.write(RunDir('fid'), m))", tmp_path)
     assert json.loads((run.path / "fidelity.json").read_text()) == summary
     assert len((run.path / "fidelity.csv").read_text().splitlines()) == 5
     assert not (run.path / "fidelity.html").exists() and "fidelity.html" not in done.stdout

@@ -159,6 +159,12 @@ def test_the_graph_path_walks_the_eager_steps_and_falls_back_to_an_eager_run(tmp
     assert [h["path"] for h in history] == ["graph", "eager"]
 
 
+def test_the_graph_is_captured_once_for_all_epochs(tmp_path, monkeypatch):
+    graph_path_on_cpu(monkeypatch)
+    metrics = run(tiny(DARTS, tmp_path / "out"), log=None).metrics
+    assert FakeGraphedStep.captures == 1 and [h["path"] for h in metrics["history"]] == ["graph", "graph"]
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 @pytest.mark.parametrize("target", [NB201, DARTS], ids=["nb201", "cells"])
@@ -174,6 +180,19 @@ def test_a_cuda_training_captures_its_step_and_resumes(tmp_path, target):
     assert [h["path"] for h in metrics["history"]] == ["graph", "graph"]
     assert all(h["train_loss"] < 3.5 for h in metrics["history"]) and 0 <= result.test_accuracy <= 1
     assert metrics["onnx"]["max_abs_diff"] < 1e-4
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_a_cuda_training_captures_once_for_all_its_epochs(tmp_path, monkeypatch):
+    from evo_nas.evaluate.cuda_graph import GraphedStep
+
+    captures, real = [], GraphedStep.capture
+    monkeypatch.setattr(GraphedStep, "capture", lambda self: (captures.append(1), real(self))[1])
+    cfg = config_from_options(str(DARTS), {"out": str(tmp_path / "out"), "epochs": 3, "batch_size": 64, **TINY[DARTS]})
+    cfg = dataclasses.replace(cfg, train_limit=256, test_limit=256, onnx=False, device="cuda")
+    metrics = run(cfg, log=None).metrics
+    assert len(captures) == 1 and [h["path"] for h in metrics["history"]] == ["graph"] * 3
 
 
 def fake_run(path: Path) -> Path:

@@ -8,18 +8,22 @@ import platform
 import sys
 import warnings
 
-MODULES = ("torch", "numpy", "deap", "pytest", "pytest_timeout", "safetensors", "onnx", "onnxruntime", "plotly",
-           "click", "yaml", "pandas", "rich")
+MODULES = ("torch", "numpy", "deap", "moocore", "cffi", "pytest", "pytest_timeout", "safetensors", "onnx",
+           "onnxruntime", "plotly", "click", "yaml", "pandas", "rich")
 
 
 def main(path: str) -> None:
-    facts = {"python": sys.version.split()[0], "platform": platform.platform()}
+    facts = {"python": sys.version.split()[0], "platform": platform.platform(), "executable": sys.executable}
     warnings.simplefilter("ignore")  # click 8.2 deprecates its __version__; we only read it
+    facts["paths"] = {}  # which copy imported: the machine's own, or a carried wheel's
     for name in MODULES:
         try:
-            facts[name] = getattr(importlib.import_module(name), "__version__", "yes")
+            module = importlib.import_module(name)
         except Exception as err:  # noqa: BLE001 - what is missing is the point
             facts[name] = f"MISSING ({type(err).__name__})"
+            continue
+        facts[name] = getattr(module, "__version__", "yes")
+        facts["paths"][name] = getattr(module, "__file__", None)
     import torch
 
     facts["cuda_available"] = torch.cuda.is_available()

@@ -72,6 +72,7 @@ class DeviceData:
         self.labels = torch.from_numpy(np.ascontiguousarray(y)).to(self.device)
         self._rows = torch.arange(self.height, device=self.device)
         self._cols = torch.arange(self.width, device=self.device)
+        self._loaded = _event_on_current_stream(self.device)  # see _wait_loaded
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -95,6 +96,7 @@ class DeviceData:
         same shape (a split smaller than one batch gives one batch of all of it). max_batches
         stops early, for fractional epochs."""
         aug = None if not augment else (Augment() if augment is True else augment).resolved(self.dataset_name)
+        self._wait_loaded()
         draws = self._draw_epoch(generator, aug)
         size = min(batch_size, len(self))
         count = self.num_batches(batch_size, drop_last)
@@ -107,10 +109,17 @@ class DeviceData:
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every sample once, in stored order, unaugmented; the last batch may be smaller."""
+        self._wait_loaded()
         for start in range(0, len(self), batch_size):
             x = self.images[start:start + batch_size]
             yield x.contiguous(memory_format=self.memory_format), \
                 self.labels[start:start + batch_size]
+
+    def _wait_loaded(self) -> None:
+        """Order the current stream after the loading: the data were made on whichever stream
+        was current then (one slot's, in flight), and the other slots' streams read them too."""
+        if self._loaded is not None:
+            torch.cuda.current_stream(self.device).wait_event(self._loaded)
 
     def _draw_epoch(self, generator: torch.Generator, aug: Augment | None):
         """Everything random of one epoch, drawn at its start from `generator` in a fixed order
@@ -202,32 +211,50 @@ def lighting(x: torch.Tensor, factors: torch.Tensor, mean: torch.Tensor, std: to
 _RESIDENT: dict = {}  # per process: (data settings, seed, device, classes) -> {part: DeviceData}
 
 
-def load_data(data, seed: int, device: torch.device | str, part: str, classes: int | None = None) -> DeviceData:
+def load_data(data, seed: int, device: torch.device | str, part: str, classes: int | None = None,
+              precision: str = "bf16") -> DeviceData:
     """A part ("train", "val", "trainval" or "test": data.part_indices) of the data set a
     config.DataConfig names, on `device`: read once per process and kept there, one data set
     at a time. `classes`: the class count the user named for an npz data set (the skeleton's).
     The test part is float32 and unmirrored (the final accuracy is the float32 model's); the
-    others are as the trainers want them (on_device)."""
+    others are in the dtype training at `precision` wants (data_dtype)."""
     key = (data, seed, str(device), classes)
     if key not in _RESIDENT:
         _RESIDENT.clear()
         _RESIDENT[key] = {}
+    dtype = torch.float32 if part == "test" else data_dtype(precision, device)
     parts = _RESIDENT[key]
-    if part not in parts:
+    if (part, dtype) not in parts:
         dataset = cached_dataset(data.dataset, data.data_dir, classes)
         indices = part_indices(dataset, data, seed, part)
-        parts[part] = on_device(dataset, indices, device, "test", torch.float32, flip=False) if part == "test" \
-            else on_device(dataset, indices, device)
-    return parts[part]
+        parts[(part, dtype)] = on_device(dataset, indices, device, "test" if part == "test" else "train", dtype,
+                                         flip=part != "test")
+    return parts[(part, dtype)]
 
 
 def on_device(dataset: Dataset, indices: np.ndarray | None, device: torch.device | str, part: str = "train",
               dtype: torch.dtype | None = None, flip: bool = True) -> DeviceData:
-    """DeviceData as every trainer wants it: on CUDA bf16 (default) and channels_last, on the
+    """DeviceData as every trainer wants it: on CUDA channels_last and (by default) bf16, on the
     CPU float32 and contiguous."""
     cuda = torch.device(device).type == "cuda"
-    dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
+    dtype = dtype or data_dtype("bf16", device)
     return DeviceData(dataset, indices, device, dtype, part=part, flip=flip, channels_last=cuda)
+
+
+def data_dtype(precision: str, device: torch.device | str) -> torch.dtype:
+    """The images' dtype for training at `precision` ("bf16" or "fp32") on `device`: bf16 only
+    under bf16 autocast on CUDA (half the memory and reads); an fp32 model needs fp32 inputs."""
+    cuda = torch.device(device).type == "cuda"
+    return torch.bfloat16 if cuda and precision == "bf16" else torch.float32
+
+
+def _event_on_current_stream(device: torch.device):
+    """A CUDA event after the work queued so far on the current stream; None off CUDA."""
+    if device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(device))
+    return event
 
 
 def _part(dataset: Dataset, part: str) -> tuple[np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from evo_nas.evaluate.cuda_graph import CaptureError, graphed_step
 from evo_nas.evaluate.device_data import Augment, DeviceData
 from evo_nas.evaluate.devices import torch_device
 from evo_nas.genome import OPTIMIZERS
+from evo_nas.rng import derive_seed
 
 REFERENCE_BATCH = 256  # cfg.lr is the peak rate at this batch size
 CHECK_EVERY_CUDA = 50  # steps between host reads of the loss sum (NaN) and the time limit, on CUDA
@@ -193,8 +194,10 @@ class Trainer:
     does the same in one call. Randomness: the global torch RNG (dropout, drop path) and a CPU
     generator for data order and augmentation (the same batches on any device) are seeded once
     with `seed`; `state_dict()` carries them, so training resumed from a checkpoint draws what
-    an uninterrupted one draws. On CUDA the first call warms up, captures and replays a graph;
-    if capture fails, the call restarts eagerly from where it began (an exact eager run).
+    an uninterrupted one draws (on the eager path; a graph draws from its own CUDA generator
+    state, seeded from `seed` and the step it was made at). On CUDA the first call warms up,
+    captures and replays a graph, which later calls (the epochs of `evonas train`) replay; if
+    capture fails, the call restarts eagerly from where it began (an exact eager run).
     Raises TrainingFailed on a NaN/inf loss or past cfg.time_limit. The time limit counts
     `step_seconds`, the time spent inside this training's own steps (on CUDA with their host
     syncs), so candidates interleaved in one process are each charged their own share.
@@ -223,8 +226,8 @@ class Trainer:
         self.step = self.checked = 0
         self.marks: dict[int, torch.Tensor] = {0: self.loss_sum.clone()}  # step -> loss sum after it
         self.wanted: set[int] = set()
-        self.path, self.fallback_reason, self.fell_back = "", "", False
-        self.graphed, self._batches, self._call_start = None, None, 0
+        self.path, self.fallback_reason, self.fallbacks = "", "", 0
+        self.graphed, self._capture_at, self._batches, self._call_start = None, None, None, 0
         self._setup(capturable=False)
         self.train_seconds = 0.0  # wall time of the steps() calls: the rate a caller sees
         self.step_seconds = 0.0  # time inside this training's own steps: what the time limit counts
@@ -263,10 +266,10 @@ class Trainer:
         return ((self.marks[stop] - self.marks[start]) / max(stop - start, 1)).item()
 
     def close(self) -> None:
-        """Wait for the graph's work, then drop it (and its pool)."""
+        """Wait for the graph's work, then drop it (and its pool); a later call makes a new one."""
         if self.graphed is not None:
             self.graphed.close()
-            self.graphed = None
+            self.graphed, self._capture_at = None, None
 
     def state_dict(self) -> dict:
         """Everything to continue exactly: step, weights, optimizer state, RNG streams (CPU tensors)."""
@@ -280,6 +283,7 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        self.close()  # a graph would hold the optimizer state tensors replaced below
         self.model.load_state_dict(state["model"])
         _load_optimizer_state(self.optimizer, state["optimizer"])
         self.generator.set_state(state["generator"])
@@ -337,20 +341,26 @@ class Trainer:
             yield
 
     def _graphed(self, stop: int) -> Iterator[None]:
-        self._snapshot = self._save_for_fallback()
-        self._setup(capturable=True)
-        _load_optimizer_state(self.optimizer, self._snapshot["optimizer"])
-        images = self.data.images
-        self.graphed = graphed_step(self.core, (self.batch, *images.shape[1:]), self.device, images.dtype,
-                                    self.memory_format, keep=(self.model, self.optimizer, self.core), seed=self.seed,
-                                    stream=self.stream)
-        capture_at = self.step + self.cfg.warmup_steps_before_capture
+        """Warm-up steps, capture, then replays. One graph per Trainer, kept across calls: a
+        capture per call (per epoch) piled up pools and restarted the graph's RNG each time, so
+        drop-path masks repeated epoch after epoch. Until the capture, each call keeps the state
+        it began with, for _fall_back."""
+        if self._capture_at is None or self.step <= self._capture_at:
+            self._snapshot = self._save_for_fallback()
+        if self.graphed is None:
+            self._setup(capturable=True)
+            _load_optimizer_state(self.optimizer, self._snapshot["optimizer"])
+            images = self.data.images
+            self.graphed = graphed_step(self.core, (self.batch, *images.shape[1:]), self.device, images.dtype,
+                                        self.memory_format, keep=(self.model, self.optimizer, self.core),
+                                        seed=derive_seed(self.seed, "graph", self.step), stream=self.stream)
+            self._capture_at = self.step + self.cfg.warmup_steps_before_capture
         for batch in self._batch_stream(stop):
             self._before()
-            if self.step < capture_at:
+            if self.step < self._capture_at:
                 self.graphed.run_eager(batch)
             else:
-                if self.step == capture_at:
+                if self.step == self._capture_at:
                     self.graphed.capture()
                 self.graphed.replay(batch)
             self._after(stop)
@@ -380,7 +390,8 @@ class Trainer:
         self.loss_sum.copy_(saved["loss"])
         self.step = self.checked = saved["step"]
         self.marks, self._batches = saved["marks"], None
-        self.path, self.fallback_reason, self.fell_back = "eager", reason, True
+        self.path, self.fallback_reason = "eager", reason
+        self.fallbacks += 1
 
     # -- around each step -----------------------------------------------------------------
     def _before(self) -> None:

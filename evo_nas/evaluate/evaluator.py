@@ -23,7 +23,8 @@ from evo_nas.config import DataConfig, RunConfig, Skeleton, TrainConfig
 from evo_nas.errors import DeviceLost
 from evo_nas.evaluate.count import count_macs, count_params
 from evo_nas.evaluate.device_data import load_data
-from evo_nas.evaluate.engine import TrainingFailed, drive, proxy_training
+from evo_nas.evaluate.devices import torch_device
+from evo_nas.evaluate.engine import TrainingFailed, drive, proxy_training, resolve_precision
 from evo_nas.journaled import Request
 from evo_nas.records import Result, Status
 
@@ -70,7 +71,9 @@ class Evaluator:
             result = Result(Status.FAILED, error=describe_error(err))
             if self.settings.device.startswith("cuda"):
                 torch.cuda.empty_cache()
-        return replace(result, device=self.settings.device, wall_time=round(time.perf_counter() - start, 3))
+        memory = torch.cuda.memory_reserved(self.settings.device) if self.settings.device.startswith("cuda") else None
+        return replace(result, device=self.settings.device, wall_time=round(time.perf_counter() - start, 3),
+                       memory_reserved=memory)
 
     def _lost(self, task: Request, err: BaseException, seconds: float) -> DeviceLost:
         device = self.settings.device
@@ -91,8 +94,9 @@ class Evaluator:
                 if limit is not None and counts[name] > limit]
         if over:
             return Result(Status.INFEASIBLE, **counts, error=f"{over[0]} over the limit")
-        train_data = load_data(s.data, s.split_seed, s.device, "train", s.skeleton.classes)
-        val_data = load_data(s.data, s.split_seed, s.device, "val", s.skeleton.classes)
+        precision = resolve_precision(s.train, torch_device(s.device))
+        train_data, val_data = (load_data(s.data, s.split_seed, s.device, part, s.skeleton.classes, precision)
+                                for part in ("train", "val"))
         config = replace(s.train, epochs=task_epochs(s.train, task.epochs, len(train_data)))
         try:
             r = yield from proxy_training(model.to(s.device), train_data, val_data, config, s.device, task.seed,

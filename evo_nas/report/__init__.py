@@ -58,6 +58,7 @@ def write_report(run_dir: str | os.PathLike | RunDir, out: str | os.PathLike | N
     """Write the report with its front and history CSVs: report.html, front.csv and history.csv
     in the run directory, or `out` with OUT-front.csv and OUT-history.csv beside it; with
     plotly_js="shared" also plotly.min.js beside the page. Returns what was written, by kind.
+    Without plotly the page is skipped with one warning line; the CSVs are written.
 
     Everything is checked, read and rendered before the first byte is written. `out` never
     replaces one of the run's own files, nor any file that is not one evonas wrote of the

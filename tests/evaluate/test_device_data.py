@@ -201,3 +201,42 @@ def test_batches_live_on_the_gpu_and_match_the_cpu():
     on_cpu = next(DeviceData(ds).batches(8, torch.Generator().manual_seed(3), True))
     assert torch.equal(on_gpu[1].cpu(), on_cpu[1])
     assert torch.allclose(on_gpu[0].cpu(), on_cpu[0], atol=1e-5)
+
+
+def test_images_are_bf16_only_for_bf16_training_on_cuda():
+    from evo_nas.evaluate.device_data import data_dtype, on_device
+
+    assert data_dtype("bf16", "cuda") == data_dtype("bf16", "cuda:1") == torch.bfloat16
+    assert data_dtype("fp32", "cuda") == data_dtype("bf16", "cpu") == data_dtype("fp32", "cpu") == torch.float32
+    assert on_device(toy(), None, "cpu").images.dtype == torch.float32
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_data_loaded_on_one_stream_are_read_correctly_on_another():
+    """In flight, the first candidate's stream loads the resident data and every other slot's
+    stream reads them: the readers wait for the loading, however late it runs on its stream."""
+    ds, a, b = toy(), torch.cuda.Stream(), torch.cuda.Stream()
+    with torch.cuda.stream(a):
+        torch.cuda._sleep(2_000_000_000)  # about a second of GPU time before the loading's kernels
+        data = DeviceData(ds, device="cuda")
+    with torch.cuda.stream(b):
+        x, _ = next(data.eval_batches(N))
+        x = x.float().cpu()
+    assert torch.allclose(x, next(DeviceData(ds).eval_batches(N))[0], atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_an_fp32_evaluation_on_cuda_trains_on_fp32_images():
+    from evo_nas import config as configs
+    from evo_nas.evaluate.evaluator import EvalSettings, Evaluator, Task
+    from evo_nas.genome_io import PACKAGED, load_genome
+
+    given = {"precision": "fp32", "train_images": 15360, "val_limit": 512, "bn_recalibration": 256, "seed": 0,
+             "init_channels": 8, "depth": 2, "report": False}
+    s = EvalSettings.of(configs.from_mapping(given, "fp32", "cuda", data_shape=((1, 28, 28), 10)))
+    result = Evaluator(s)(Task(0, load_genome(PACKAGED / "darts_v2.yaml"), 0, s.train.epochs))
+    assert result.ok, result.error
+    assert result.precision == "fp32" and result.path == "graph" and result.accuracy > 0.15  # chance: 0.1
+    assert isinstance(result.memory_reserved, int) and result.memory_reserved > 0

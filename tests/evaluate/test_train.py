@@ -4,6 +4,7 @@ GraphedSteps on several streams."""
 
 import dataclasses
 import functools
+import itertools
 import math
 import pickle
 import subprocess
@@ -19,6 +20,7 @@ from torch import nn
 
 from evo_nas.config import TrainConfig
 from evo_nas.errors import ConfigError
+from evo_nas.evaluate import cuda_graph
 from evo_nas.evaluate.cuda_graph import GraphedStep, graphed_step
 from evo_nas.evaluate.data import load_dataset, split, subset
 from evo_nas.evaluate.device_data import DeviceData
@@ -36,6 +38,7 @@ from evo_nas.evaluate.engine import (
     set_lr,
     train,
 )
+from evo_nas.ops import DropPath
 from tests.fakes import FakeGraphedStep, graph_path_on_cpu
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -324,6 +327,75 @@ def test_graph_orchestration_failures(monkeypatch, cpu_data):
     assert FakeGraphedStep.closed == closed + 1
 
 
+class DropPathProbe(nn.Module):
+    """A conv, one drop path at a fixed p = 0.5 (the trainer's annealing is ignored, so equal
+    draws give equal masks) and a head; `kept`, a device buffer written inside the step (so a
+    CUDA graph's replays write it too), says which samples the last training step kept."""
+
+    drop_path_max = 0.5
+
+    def __init__(self, batch: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.drop, self.head = nn.Conv2d(1, 4, 3, padding=1), DropPath(0.5), nn.Linear(4, 10)
+        self.register_buffer("kept", torch.zeros(batch, dtype=torch.bool), persistent=False)
+
+    @property
+    def drop_path_prob(self) -> float:
+        return 0.5
+
+    @drop_path_prob.setter
+    def drop_path_prob(self, p: float) -> None:
+        pass
+
+    def forward(self, x):
+        h = self.drop(torch.relu(self.conv(x)) + 1)  # positive: a zero is a dropped sample
+        if self.training:
+            self.kept.copy_(h.flatten(1)[:, 0] != 0)
+        return self.head(h.mean((2, 3)))
+
+
+def drop_path_masks_per_epoch(data: DeviceData, device: str, epochs: int = 3):
+    """Train a DropPathProbe as `evonas train` does, one steps() call per epoch: each epoch's
+    masks (steps x batch), and the trainer (closed)."""
+    model = DropPathProbe(64)
+    trainer = Trainer(model, data, TrainConfig(batch_size=64, epochs=epochs), device, seed=0,
+                      total=data.num_batches(64) * epochs)
+    masks = []
+    try:
+        for epoch in range(epochs):
+            masks.append(torch.stack([model.kept.clone() for _ in trainer.steps((epoch + 1) * trainer.per_epoch)]))
+    finally:
+        trainer.close()
+    return [m.cpu() for m in masks], trainer
+
+
+def test_one_capture_for_all_epochs_and_new_drop_path_masks_each_epoch(monkeypatch, fashion):
+    """The graph is captured once per Trainer and its RNG runs on across steps() calls; a
+    capture per epoch, reseeded alike, drew the same masks step for step every epoch
+    (FakeGraphedStep's own_rng draws from a state of its own, as a graph does)."""
+    graph_path_on_cpu(monkeypatch, own_rng=True)
+    closed = FakeGraphedStep.closed
+    masks, trainer = drop_path_masks_per_epoch(splits(fashion, 256, 64)[0], "cpu")
+    assert FakeGraphedStep.captures == 1 and FakeGraphedStep.closed == closed + 1 and trainer.path == "graph"
+    assert [m.shape for m in masks] == [(4, 64)] * 3
+    assert all(not torch.equal(a, b) for a, b in itertools.combinations(masks, 2))
+    assert 0.35 < torch.cat(masks).float().mean() < 0.65  # p = 0.5
+
+
+def test_the_cache_is_emptied_only_past_its_share_of_the_gpu():
+    emptied = []
+
+    def release(reserved: int, share=None) -> bool:
+        return cuda_graph.release_cache(torch.device("cuda", 0), share, reserved=lambda d: reserved,
+                                        total=lambda d: 1000, empty=lambda: emptied.append(reserved))
+
+    assert cuda_graph.RELEASE_SHARE == 0.25
+    assert [release(100), release(250), release(251), release(400, share=0.5), release(501, share=0.5)] == \
+        [False, False, True, False, True]
+    assert emptied == [251, 501]
+
+
 def test_align_grads_gives_grads_the_parameter_strides_without_a_copy():
     weight = nn.Parameter(torch.empty_strided((8, 1, 3, 3), (9, 1, 3, 1)).normal_())  # channels_last
     weight.grad = torch.randn(8, 1, 3, 3)  # contiguous: strides differ only on the size-1 dim
@@ -486,14 +558,14 @@ def test_cell_network_with_aux_head_and_drop_path_on_the_graph_path(cuda_data):
     assert model.drop_path_prob > 0.15
 
 
-def graphed_candidate(model: nn.Module, seed: int):
+def graphed_candidate(model: nn.Module, seed: int, batch: int = 128):
     """A GraphedStep training `model` (bf16, channels_last, capturable SGD) and its loss sum."""
     model.cuda().to(memory_format=torch.channels_last).train()
     cfg = TrainConfig()
     opt = make_optimizer(model.parameters(), "sgd", 0.05, 5e-4, cfg, "cuda", capturable=True)
     loss_sum = torch.zeros((), device="cuda")
     core = StepCore(model, opt, cfg, loss_sum, "bf16", autocast_cache=False)
-    return graphed_step(core, (128, 1, 28, 28), torch.device("cuda", torch.cuda.current_device()),
+    return graphed_step(core, (batch, 1, 28, 28), torch.device("cuda", torch.cuda.current_device()),
                         keep=(model, opt, core), seed=seed), loss_sum
 
 
@@ -561,6 +633,38 @@ def test_graphed_steps_draw_from_their_own_rng():
         assert torch.equal(x, y)
     assert not torch.equal(draws[0][1], draws[0][2])
     assert torch.equal(torch.cuda.get_rng_state(), before)
+
+
+@cuda_test
+def test_memory_stays_bounded_over_60_captures(cuda_data, monkeypatch):
+    """A closed graph's pool is only freeable: once the process holds more than RELEASE_SHARE
+    of the GPU (here about 2 GiB) the cache is emptied, so 60 captures in one process stay
+    under that plus a graph, where they would otherwise pile up."""
+    limit = 2 * 2**30
+    monkeypatch.setattr(cuda_graph, "RELEASE_SHARE", limit / torch.cuda.get_device_properties(0).total_memory)
+    x, y = next(cuda_data[0].batches(1024, torch.Generator().manual_seed(0), augment=False))
+    batch = (x.contiguous(memory_format=torch.channels_last), y)
+    reserved = []
+    for k in range(60):
+        step, loss_sum = graphed_candidate(small_net(k), seed=k, batch=1024)
+        for _ in range(3):
+            step.run_eager(batch)
+        step.capture()
+        step.replay(batch)
+        assert math.isfinite(loss_sum.item())
+        step.close()
+        reserved.append(torch.cuda.memory_reserved())
+    assert max(reserved) <= limit + 2 * reserved[0], [round(r / 2**20) for r in reserved]
+
+
+@cuda_test
+def test_evonas_train_captures_once_and_draws_new_drop_path_masks_each_epoch(fashion, monkeypatch):
+    captures, real = [], GraphedStep.capture
+    monkeypatch.setattr(GraphedStep, "capture", lambda self: (captures.append(1), real(self))[1])
+    masks, trainer = drop_path_masks_per_epoch(splits(fashion, 256, 64, device="cuda")[0], "cuda")
+    assert trainer.path == "graph" and len(captures) == 1, trainer.fallback_reason
+    assert all(not torch.equal(a, b) for a, b in itertools.combinations(masks, 2))
+    assert 0.35 < torch.cat(masks).float().mean() < 0.65  # p = 0.5
 
 
 # ---------------------------------------------------------------- failures that end a process
