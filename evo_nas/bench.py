@@ -5,7 +5,7 @@ On the current device, in one process, after one evaluation that warms the proce
 1. per candidate (NASNet-A, DARTS-V2, seeded random cells): the evaluator and a plain reference
    loop (DataLoader with CPU flip/crop, fp32, the evaluator's batch) train it at the proxy;
    images/s of each, steady (after the warm-up and capture, or the loader's start-up) and over
-   the whole evaluation, median of n repeats with its spread, and their ratios; which path ran;
+   the whole evaluation, median of n measurements with its spread, and their ratios; which path ran;
 2. steady state with k candidates in flight (one CUDA stream each): per measurement 3k
    evaluations of DARTS-V2 with different seeds; evaluations/hour and images/s while every
    slot is busy, apart from the fill-up before the first result and the drain after the last
@@ -25,12 +25,13 @@ import platform
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from evo_nas import config as configs
 from evo_nas import runner
-from evo_nas.errors import ConfigError, Interrupted
+from evo_nas.config import BenchCommand
+from evo_nas.errors import Interrupted
 from evo_nas.files import atomic_write
 from evo_nas.genome_io import PACKAGED as GENOMES
 from evo_nas.genome_io import load_genome
@@ -45,21 +46,19 @@ CPU_QUICK_PROXY = {"train_limit": 512, "val_limit": 256, "bn_recalibration": 128
 
 
 @dataclass(frozen=True)
-class BenchConfig:
+class BenchConfig(BenchCommand):
+    """A bench: its own settings (config.BenchCommand) and the run settings it takes."""
+
     device: str = "auto"
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
-    quick: bool | None = None  # None: quick on a CPU, full on a GPU
-    random_cells: int | None = None  # seeded random cells besides NASNet-A and DARTS-V2 (None: quick 0, else 2)
     epochs: float | None = None  # None: the proxy's
     train_images: int | None = None  # None: the proxy's (GPU: the preset's image budget)
     train_limit: int | None = None
-    in_flight: tuple[int, ...] | None = None  # candidates in flight per process (None: 1,2,4 on CUDA, 1,2 on a CPU)
-    repeats: int = 3  # n of every measurement
-    reference: bool = True  # run the reference loop beside the evaluator
-    loader_workers: int = 4  # reference DataLoader workers, as in docs/performance.md
     seed: int = 0
-    out: str = "bench-out"
+
+
+RUN_SETTINGS = ("device", "dataset", "data_dir", "epochs", "train_images", "train_limit", "seed")  # bench's options
 
 
 @dataclass
@@ -70,7 +69,7 @@ class BenchResult:
     date: str
     settings: dict
     quick: bool
-    repeats: int
+    measurements: int
     warnings: list[str] = field(default_factory=list)
     warmup_seconds: float | None = None  # the first evaluation in the process (data to the device, ...)
     candidates: list[dict] = field(default_factory=list)  # name, params, macs, evaluator/reference summaries
@@ -93,8 +92,8 @@ def run_bench(cfg: BenchConfig, log=print) -> BenchResult:
     settings = EvalSettings.of(run_cfg)
     result = BenchResult(device=device, hardware=_hardware(device), torch=torch.__version__,
                          date=time.strftime("%Y-%m-%d"), settings=_settings_summary(run_cfg, cfg), quick=cfg.quick,
-                         repeats=cfg.repeats, files=[str(Path(cfg.out) / "bench.json")])
-    log(f"bench on {result.hardware} (torch {result.torch}), {'quick' if cfg.quick else 'full'}, n={cfg.repeats}; "
+                         measurements=cfg.measurements, files=[str(Path(cfg.out) / "bench.json")])
+    log(f"bench on {result.hardware} (torch {result.torch}), {'quick' if cfg.quick else 'full'}, n={cfg.measurements}; "
         f"proxy {result.settings}")
     if device == "cpu" and cfg.quick:
         log("expected duration: a few minutes on 2 idle CPU cores (n=3), more on a busy machine")
@@ -109,7 +108,7 @@ def run_bench(cfg: BenchConfig, log=print) -> BenchResult:
         for k in cfg.in_flight:
             phase = f"the measurement with {k} in flight"
             result.in_flight.append({"k": k, "tasks": TASKS_PER_SLOT * k, "measurements": []})
-            for r in range(cfg.repeats):
+            for r in range(cfg.measurements):
                 _measure_in_flight(result.in_flight[-1], r, settings, cfg, device, result, log)
         _note_busy(result, log)
     except KeyboardInterrupt as stop:
@@ -126,7 +125,7 @@ def _defaults(cfg: BenchConfig, device: str) -> BenchConfig:
     quick = device == "cpu" if cfg.quick is None else cfg.quick
     cells = cfg.random_cells if cfg.random_cells is not None else (0 if quick else 2)
     ks = cfg.in_flight or ((1, 2, 4) if device == "cuda" else (1, 2))
-    return replace(cfg, quick=quick, random_cells=cells, in_flight=tuple(ks), repeats=max(1, cfg.repeats))
+    return replace(cfg, quick=quick, random_cells=cells, in_flight=tuple(ks))
 
 
 def _proxy_config(cfg: BenchConfig, device: str) -> configs.RunConfig:
@@ -166,14 +165,14 @@ def _warm_up(settings, cfg: BenchConfig) -> float:
 
 
 def _compare(name: str, genome, settings, cfg: BenchConfig, k: int, log) -> dict:
-    """The evaluator and the reference loop on one candidate, each `repeats` times, alternating."""
+    """The evaluator and the reference loop on one candidate, each `measurements` times, alternating."""
     from evo_nas.evaluate.evaluator import Evaluator
     from evo_nas.journaled import Request as Task
     from evo_nas.rng import eval_seed
 
     evaluator = Evaluator(settings)
     runs, refs = [], []
-    for r in range(cfg.repeats):
+    for r in range(cfg.measurements):
         seed = eval_seed(cfg.seed, 100 * k + r)
         runs.append(timed_evaluation(evaluator, Task(k, genome, seed, settings.train.epochs), settings))
         if cfg.reference:
@@ -184,7 +183,7 @@ def _compare(name: str, genome, settings, cfg: BenchConfig, k: int, log) -> dict
     log(f"  {name:<12} evaluator {_median(ev['steady_images_per_s'])} img/s steady, "
         f"{_median(ev['whole_images_per_s'])} whole ({'+'.join(row['paths'])}), reference "
         f"{_median(ref['steady_images_per_s'])} steady, {_median(ref['whole_images_per_s'])} whole; ratios "
-        f"{row['ratio']} (batch {row['batch_size']}, n={cfg.repeats})")
+        f"{row['ratio']} (batch {row['batch_size']}, n={cfg.measurements})")
     return row
 
 
@@ -268,8 +267,8 @@ def reference_loop(genome, settings, loader_workers: int, seed: int, max_steps: 
     from evo_nas.evaluate.engine import scaled_lr
 
     s, device = settings, torch.device(settings.device)
-    dataset = datasets.load_dataset(s.data.dataset, s.data.data_dir)
-    train_idx, _ = datasets.proxy_split(len(dataset.y_train), s.data, s.split_seed)
+    dataset = datasets.cached_dataset(s.data.dataset, s.data.data_dir, s.skeleton.classes)
+    train_idx = datasets.part_indices(dataset, s.data, s.split_seed, "train")  # the evaluator's own split
     start = time.perf_counter()  # the data in memory, as an evaluator's worker has them
     batch = min(s.train.batch_size, len(train_idx))  # a split smaller than a batch: one batch of it all
     loader = torch.utils.data.DataLoader(
@@ -350,7 +349,7 @@ def _measure_in_flight(row: dict, r: int, settings, cfg: BenchConfig, device: st
         each["speedup"] = _ratio(each["steady_images_per_s"], result.in_flight[0]["steady_images_per_s"])
     result.proxy = _proxy_rate(result)
     _write(result, cfg.out)
-    log(f"  in flight {k}, {r + 1}/{cfg.repeats}: {row['tasks']} evaluations in {m['seconds']} s; steady "
+    log(f"  in flight {k}, {r + 1}/{cfg.measurements}: {row['tasks']} evaluations in {m['seconds']} s; steady "
         f"{m['steady_evaluations_per_hour']} evaluations/h, {m['steady_images_per_s']} img/s; "
         f"first result after {m['fill_seconds']} s")
 
@@ -415,9 +414,10 @@ def _proxy_images(settings) -> float:
 
 
 def _train_size(settings) -> int:
-    from evo_nas.evaluate.device_data import load_data
+    from evo_nas.evaluate import data as datasets
 
-    return len(load_data(settings.data, settings.split_seed, settings.device, "train", settings.skeleton.classes))
+    dataset = datasets.cached_dataset(settings.data.dataset, settings.data.data_dir, settings.skeleton.classes)
+    return len(datasets.part_indices(dataset, settings.data, settings.split_seed, "train"))
 
 
 def _batch(settings) -> int:
@@ -488,7 +488,7 @@ def _write(result: BenchResult, out: str) -> None:
 
 
 def table(result: BenchResult) -> str:
-    lines = [f"evonas bench: {result.hardware}, torch {result.torch}, {result.date}, n={result.repeats} per row "
+    lines = [f"evonas bench: {result.hardware}, torch {result.torch}, {result.date}, n={result.measurements} per row "
              f"(median, min-max)", f"proxy: {result.settings}", ""]
     lines += [f"{'candidate':<12} {'params':>9} {'MACs':>11} {'path':>6} {'batch':>5}  {'img/s':<6} "
               f"{'evaluator':>24} {'reference':>24} {'ratio':>6}"]
@@ -523,13 +523,8 @@ def _show(summary: dict | None) -> str:
 
 
 def bench_config(**options) -> BenchConfig:
-    values = {k: v for k, v in options.items() if v is not None}
-    if isinstance(values.get("in_flight"), str):
-        text = values["in_flight"]
-        try:
-            values["in_flight"] = tuple(int(x) for x in text.split(","))
-        except ValueError:
-            values["in_flight"] = ()
-        if not values["in_flight"] or min(values["in_flight"]) < 1:
-            raise ConfigError(f"--in-flight: expected comma-separated counts of 1 or more, such as 1,2,4; got {text!r}")
-    return replace(BenchConfig(), **values)
+    """A BenchConfig from the command's options (None: not given), each checked as its setting's."""
+    given = {k: v for k, v in options.items() if v is not None}
+    own = configs.group_from(BenchCommand, {k: given.pop(k) for k in list(given) if k not in RUN_SETTINGS}, "bench")
+    run = configs.coerced(given, "bench")
+    return BenchConfig(**{f.name: getattr(own, f.name) for f in fields(BenchCommand)}, **run)

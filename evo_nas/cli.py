@@ -418,25 +418,10 @@ def export(run_dir, front_only, out):
 
 
 @cli.command()
-@click.option("--device", type=click.Choice(configs.DEVICES), default="auto", show_default=True)
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False))
-@click.option("--quick/--full", default=None,
-              help="quick: no random cells, the reference loop for 100 steps, on a CPU a tiny proxy "
-                   "(minutes on 2 cores) [default: quick on a CPU, full on a GPU]")
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
-              help="n of every measurement (median and spread are reported)")
-@click.option("--random-cells", type=click.IntRange(min=0), help="seeded random cells besides NASNet-A, DARTS-V2 "
-                                                                   "[default: quick 0, full 2]")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="default: the device's proxy")
-@click.option("--train-images", type=click.IntRange(min=1), help="image budget per evaluation (default: the "
-                                                                   "device's proxy)")
-@click.option("--train-limit", type=click.IntRange(min=1), help="training images (default: the proxy's)")
-@click.option("--in-flight", help="comma-separated candidates in flight per process [default: 1,2,4 on CUDA, 1,2 "
-                                  "on a CPU]")
-@click.option("--reference/--no-reference", default=None, help="time the plain reference loop too [default: yes]")
-@click.option("--out", type=click.Path(file_okay=False), default="bench-out", show_default=True,
-              help="folder of bench.json, rewritten after every measurement")
+@config_options(["device", "dataset", "data_dir", "epochs", "train_images", "train_limit", "seed"],
+                {"device": "auto", "dataset": "fashion-mnist", "epochs": "the device's proxy",
+                 "train_images": "the device's proxy", "train_limit": "the device's proxy", "seed": "0"})
+@group_options(configs.BenchCommand)
 def bench(**options):
     """Measure the evaluator against a plain training loop, and evaluations per hour with
     candidates in flight (steady state). Ctrl-C keeps what was measured."""

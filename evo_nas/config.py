@@ -395,6 +395,28 @@ class TrainCommand:
                                               "data set)", (None, *NAMED_SKELETONS), flag="--skeleton")
 
 
+@dataclass(frozen=True)
+class BenchCommand:
+    """`evonas bench`'s own settings (its device, data and proxy settings are the groups above)."""
+
+    quick: bool | None = setting(None, "quick: no random cells, the reference loop for 100 steps, on a CPU a tiny "
+                                       "proxy (minutes on 2 cores); none: quick on a CPU, full on a GPU")
+    measurements: int = setting(3, "n of every measurement (median and spread are reported)")
+    random_cells: int | None = setting(None, "seeded random cells besides NASNet-A and DARTS-V2 (none: quick 0, "
+                                             "full 2)")
+    in_flight: tuple[int, ...] = setting((), "comma-separated candidates in flight per process (none: 1,2,4 on "
+                                             "CUDA, 1,2 on a CPU)")
+    reference: bool = setting(True, "time the plain reference loop too")
+    loader_workers: int = setting(4, "the reference loop's DataLoader workers, as docs/performance.md", cli=False)
+    out: str = setting("bench-out", "folder of bench.json, rewritten after every measurement")
+
+    def __post_init__(self):
+        _positive(self, "measurements", "loader_workers")
+        _check(self.random_cells is None or self.random_cells >= 0, "random_cells: must not be negative")
+        _check(all(k >= 1 for k in self.in_flight), f"in_flight: counts of 1 or more, such as 1,2,4; got "
+                                                    f"{','.join(map(str, self.in_flight))}")
+
+
 TABLE_DATASETS = ("cifar10", "cifar100", "imagenet16-120")  # NAS-Bench-201's (nb201_table.DATASETS)
 STUDY_PRESETS = ("cpu", "gpu")
 
@@ -572,6 +594,12 @@ def _check_skeleton(space: str, values: dict[str, Any]) -> None:
 
 def _cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def coerced(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Given values of run settings (flat names, as a command's generated options give them),
+    each in its field's type; errors name `where` and the setting."""
+    return {name: _coerce(leaves()[name][1], value, where) for name, value in values.items()}
 
 
 def group_from(cls, values: dict[str, Any], where: str):

@@ -49,7 +49,7 @@ class Request:
 
 class Journaled:
     """Evaluates requests through `backend`, one evaluator per fidelity (`evaluators`: name ->
-    a picklable callable of a `Task`, such as evaluate.evaluator.Evaluator), appending each
+    a picklable callable of a Request, such as evaluate.evaluator.Evaluator), appending each
     record to `journal` (a store.RunDir) as it arrives. `replay`: journal records not yet
     asked for, served instead of training. `history` receives every record, replayed or new;
     `on_record(record)` and `on_steps({id: (done, steps)})` tell the progress display."""

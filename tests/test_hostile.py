@@ -107,8 +107,8 @@ TABLE = [
     (["front", "{run:genome}"], "journal.jsonl: line 3: damaged record"),
     (["report", "{run}", "--out", "{run}/journal.jsonl"], "is the run's own journal file; --out must name a new file"),
     (["report", "{run}", "--out", "{run}/config.yaml"], "is the run's own config file; --out must name a new file"),
-    (["bench", "--in-flight", "a,b"], "--in-flight: expected comma-separated counts of 1 or more"),
-    (["bench", "--in-flight", "0"], "--in-flight: expected comma-separated counts of 1 or more"),
+    (["bench", "--in-flight", "a,b"], "bench: in_flight: expected tuple[int, ...], got 'a,b'"),
+    (["bench", "--in-flight", "0"], "bench: in_flight: counts of 1 or more, such as 1,2,4; got 0"),
 ]
 
 

@@ -161,9 +161,9 @@ fi
 run_step probe-proxy 95 "$PY" tools/gpu_probe.py proxy "$W" "$DEVICE"
 
 if [[ -n $CPU ]]; then
-    BENCH_DEFAULT="--quick --repeats 1 --in-flight 1,2 --random-cells 0 --train-limit 64 --epochs 0.5"
+    BENCH_DEFAULT="--quick --measurements 1 --in-flight 1,2 --random-cells 0 --train-limit 64 --epochs 0.5"
 else  # sized to fit: DARTS-V2 and NASNet-A vs the loop, n=2; 3k evaluations at k=1 and k=4, n=2
-    BENCH_DEFAULT="--quick --repeats 2 --in-flight 1,4 --random-cells 0"
+    BENCH_DEFAULT="--quick --measurements 2 --in-flight 1,4 --random-cells 0"
 fi
 # shellcheck disable=SC2086
 run_step bench 130 "${EVONAS[@]}" bench --device "$DEVICE" --out "$W/bench" ${BENCH_ARGS-$BENCH_DEFAULT}

@@ -230,8 +230,9 @@ def test_data_loaded_on_one_stream_are_read_correctly_on_another():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_an_fp32_evaluation_on_cuda_trains_on_fp32_images():
     from evo_nas import config as configs
-    from evo_nas.evaluate.evaluator import EvalSettings, Evaluator, Task
+    from evo_nas.evaluate.evaluator import EvalSettings, Evaluator
     from evo_nas.genome_io import PACKAGED, load_genome
+    from evo_nas.journaled import Request as Task
 
     given = {"precision": "fp32", "train_images": 15360, "val_limit": 512, "bn_recalibration": 256, "seed": 0,
              "init_channels": 8, "depth": 2, "report": False}
