@@ -325,13 +325,13 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
     state = load_state(out / "checkpoint.safetensors", saved) if saved is not None else None
     guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     with guard:
-        trainer, history, seconds = train_epochs(model, train_data, test_data, cfg, device, state, saved, out,
+        trainer, per_epoch, seconds = train_epochs(model, train_data, test_data, cfg, device, state, saved, out,
                                                  started, counts, log, on_steps)
-    accuracy = history[-1]["test_accuracy"]  # the last epoch is always measured
+    accuracy = per_epoch[-1]["test_accuracy"]  # the last epoch is always measured
     save_model(out / "model.safetensors", model, cfg.genome, skeleton)
     onnx = (export_model(out, skeleton) if _has_onnx() else NO_ONNX) if cfg.onnx else None
     wall = (saved["wall_seconds"] if saved else 0.0) + time.perf_counter() - started
-    metrics = _metrics(cfg, skeleton, counts, trainer, history, seconds, accuracy, len(train_data), len(test_data),
+    metrics = _metrics(cfg, skeleton, counts, trainer, per_epoch, seconds, accuracy, len(train_data), len(test_data),
                        onnx, device, wall)
     atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return _result(out, metrics, resumed_from=saved["epoch"] if saved else 0)
@@ -342,12 +342,12 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
 def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | None, saved: dict | None, out: Path,
                  started: float, counts: dict, log, on_steps=None):
     """The epochs from the checkpoint's (or the first) to cfg.epochs, a checkpoint after each.
-    Returns (trainer, history, training seconds over all sessions)."""
+    Returns (trainer, per_epoch, training seconds over all sessions)."""
     trainer = Trainer(model, data, cfg.train, device, cfg.seed, hparams=cfg.hparams(),
                       total=data.num_batches(cfg.train.batch_size) * cfg.epochs)
     if state is not None:
         trainer.load_state_dict(state)
-    history = list(saved["history"]) if saved else []
+    per_epoch = list(saved.get("per_epoch", saved.get("history", []))) if saved else []  # earlier versions: "history"
     seconds = saved["train_seconds"] if saved else 0.0
     first = trainer.step // trainer.per_epoch
     log(_start_line(cfg, device, first, counts, len(data)))
@@ -371,22 +371,22 @@ def train_epochs(model, data, test, cfg: FullTrainConfig, device, state: dict | 
                 log(f"CUDA graph capture failed ({trainer.fallback_reason}); training eagerly from epoch {epoch + 1}")
             tested = (epoch + 1) % cfg.test_every == 0 or epoch + 1 == cfg.epochs
             elapsed = time.perf_counter() - tick
-            history.append({"epoch": epoch + 1, "train_loss": trainer.mean_loss(begin, stop),
+            per_epoch.append({"epoch": epoch + 1, "train_loss": trainer.mean_loss(begin, stop),
                             "test_accuracy": evaluate(model, test, cfg.train.eval_batch_size, "fp32",
                                                       trainer.memory_format) if tested else None,
                             "lr": trainer.peak * _lr_factor(cfg, trainer, stop - 1), "seconds": round(elapsed, 3),
                             "path": trainer.path, "device": str(device)})
             seconds += elapsed
-            info = {"epoch": epoch + 1, "epochs": cfg.epochs, "config": to_json(cfg), "history": history,
+            info = {"epoch": epoch + 1, "epochs": cfg.epochs, "config": to_json(cfg), "per_epoch": per_epoch,
                     "train_seconds": seconds, "wall_seconds": (saved["wall_seconds"] if saved else 0.0)
                     + time.perf_counter() - started, "torch": torch.__version__}
             save_checkpoint(out / "checkpoint.safetensors", info, trainer.state_dict())
             atomic_write(out / "checkpoint.json", json.dumps({**info, "step": trainer.step}, indent=2,
                                                              sort_keys=True) + "\n")
-            log(_epoch_line(cfg, history[-1], images, elapsed))
+            log(_epoch_line(cfg, per_epoch[-1], images, elapsed))
     finally:
         trainer.close()
-    return trainer, history, seconds
+    return trainer, per_epoch, seconds
 
 
 def _lr_factor(cfg: FullTrainConfig, trainer, step: int) -> float:
@@ -477,7 +477,7 @@ class FinalEvaluator:
             return Result(Status.FAILED, error=describe_error(err), wall_time=round(time.perf_counter() - start, 3))
         m = done.metrics
         return Result(Status.OK, test_accuracy=done.test_accuracy, macs=done.macs, params=done.params,
-                      train_loss=m["history"][-1]["train_loss"], epochs=done.epochs, device=m["device"],
+                      train_loss=m["per_epoch"][-1]["train_loss"], epochs=done.epochs, device=m["device"],
                       path=m["path"], wall_time=m["wall_time"], images_per_s=m["images_per_s"])
 
 
@@ -493,14 +493,14 @@ def export_model(out: Path, skeleton: Skeleton) -> dict:
     return {"file": "model.onnx", "opset": ONNX_OPSET, "max_abs_diff": diff}
 
 
-def _metrics(cfg, skeleton, counts, trainer, history, seconds, accuracy: float, train_images: int,
+def _metrics(cfg, skeleton, counts, trainer, per_epoch, seconds, accuracy: float, train_images: int,
              test_images: int, onnx, device, wall: float) -> dict:
 
 
     hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
                 else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     images = cfg.epochs * trainer.per_epoch * trainer.batch
-    paths = sorted({h["path"] for h in history})
+    paths = sorted({h["path"] for h in per_epoch})
     return {"name": cfg.genome.name or cfg.origin, "space": cfg.genome.space, "origin": cfg.origin,
             "dataset": cfg.data.dataset, "test_accuracy": accuracy, "test_images": test_images,
             "train_images": train_images, "params": counts["params"], "macs": counts["macs"],
@@ -509,7 +509,7 @@ def _metrics(cfg, skeleton, counts, trainer, history, seconds, accuracy: float, 
             "precision": trainer.precision, "device": str(device), "hardware": hardware,
             "path": "+".join(paths) or "none", "torch": torch.__version__, "wall_time": round(wall, 3),
             "train_seconds": round(seconds, 3), "images_per_s": round(images / seconds, 1) if seconds else 0.0,
-            "onnx": onnx, "history": history, "config": to_json(cfg)}
+            "onnx": onnx, "per_epoch": per_epoch, "config": to_json(cfg)}
 
 
 def _result(out: Path, metrics: dict, resumed_from: int) -> FullTrainResult:

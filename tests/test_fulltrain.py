@@ -51,7 +51,7 @@ def comparable(metrics: dict) -> dict:
     """metrics.json without what differs between two trainings of the same config: timings and
     the output folder."""
     out = {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
-    out["history"] = [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in metrics["history"]]
+    out["per_epoch"] = [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in metrics["per_epoch"]]
     out["config"] = {k: v for k, v in metrics["config"].items() if k != "out"}
     return out
 
@@ -63,7 +63,7 @@ def test_an_interrupted_training_resumes_to_identical_weights_and_metrics(tmp_pa
     with pytest.raises(Interrupted):
         run(cfg, log=stop_after_epoch(1))
     saved = json.loads((tmp_path / "parts" / "checkpoint.json").read_text())
-    assert saved["epoch"] == 1 and len(saved["history"]) == 1
+    assert saved["epoch"] == 1 and len(saved["per_epoch"]) == 1
     assert not (tmp_path / "parts" / "metrics.json").exists()
 
     resumed = run(cfg, log=None)
@@ -74,7 +74,7 @@ def test_an_interrupted_training_resumes_to_identical_weights_and_metrics(tmp_pa
     a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     b = json.loads((tmp_path / "parts" / "metrics.json").read_text())
     assert comparable(a) == comparable(b)
-    assert a["history"][0]["train_loss"] != a["history"][1]["train_loss"]  # it did train
+    assert a["per_epoch"][0]["train_loss"] != a["per_epoch"][1]["train_loss"]  # it did train
 
 
 def test_a_diverging_training_is_one_line_error(tmp_path):
@@ -95,8 +95,8 @@ def test_the_files_a_training_writes(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] == result.test_accuracy and 0 <= result.test_accuracy <= 1
     assert metrics["test_images"] == 256 and metrics["train_images"] == 256 and metrics["epochs"] == 2
-    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
-    assert metrics["history"][-1]["test_accuracy"] == result.test_accuracy
+    assert [h["epoch"] for h in metrics["per_epoch"]] == [1, 2]
+    assert metrics["per_epoch"][-1]["test_accuracy"] == result.test_accuracy
     assert metrics["onnx"]["max_abs_diff"] < 1e-4
     model = load_model(out)  # genome + skeleton from the file's metadata, weights loaded strictly
     assert count_params(model) == result.params == metrics["params"]
@@ -155,14 +155,14 @@ def test_the_graph_path_walks_the_eager_steps_and_falls_back_to_an_eager_run(tmp
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert FakeGraphedStep.captures == 2
     assert any("(pretend)" in line and "training eagerly from epoch 2" in line for line in lines)
-    history = json.loads((tmp_path / "graph" / "metrics.json").read_text())["history"]
+    history = json.loads((tmp_path / "graph" / "metrics.json").read_text())["per_epoch"]
     assert [h["path"] for h in history] == ["graph", "eager"]
 
 
 def test_the_graph_is_captured_once_for_all_epochs(tmp_path, monkeypatch):
     graph_path_on_cpu(monkeypatch)
     metrics = run(tiny(DARTS, tmp_path / "out"), log=None).metrics
-    assert FakeGraphedStep.captures == 1 and [h["path"] for h in metrics["history"]] == ["graph", "graph"]
+    assert FakeGraphedStep.captures == 1 and [h["path"] for h in metrics["per_epoch"]] == ["graph", "graph"]
 
 
 @pytest.mark.cuda
@@ -177,8 +177,8 @@ def test_a_cuda_training_captures_its_step_and_resumes(tmp_path, target):
     result = run(cfg, log=None)
     metrics = result.metrics
     assert result.resumed_from == 1 and metrics["device"].startswith("cuda") and metrics["precision"] == "bf16"
-    assert [h["path"] for h in metrics["history"]] == ["graph", "graph"]
-    assert all(h["train_loss"] < 3.5 for h in metrics["history"]) and 0 <= result.test_accuracy <= 1
+    assert [h["path"] for h in metrics["per_epoch"]] == ["graph", "graph"]
+    assert all(h["train_loss"] < 3.5 for h in metrics["per_epoch"]) and 0 <= result.test_accuracy <= 1
     assert metrics["onnx"]["max_abs_diff"] < 1e-4
 
 
@@ -192,7 +192,7 @@ def test_a_cuda_training_captures_once_for_all_its_epochs(tmp_path, monkeypatch)
     cfg = config_from_options(str(DARTS), {"out": str(tmp_path / "out"), "epochs": 3, "batch_size": 64, **TINY[DARTS]})
     cfg = dataclasses.replace(cfg, train_limit=256, test_limit=256, onnx=False, device="cuda")
     metrics = run(cfg, log=None).metrics
-    assert len(captures) == 1 and [h["path"] for h in metrics["history"]] == ["graph"] * 3
+    assert len(captures) == 1 and [h["path"] for h in metrics["per_epoch"]] == ["graph"] * 3
 
 
 def fake_run(path: Path) -> Path:
@@ -258,7 +258,7 @@ def test_every_step_is_told_with_the_epochs_mean_loss_so_far(tmp_path):
     steps = told[0][3]
     assert steps == 4  # 256 images at batch 64
     assert [(e, d) for e, _, d, _, _ in told] == [(e, d) for e in (1, 2) for d in range(1, steps + 1)]
-    for h in result.metrics["history"]:  # the last step's running mean is the epoch's mean loss
+    for h in result.metrics["per_epoch"]:  # the last step's running mean is the epoch's mean loss
         last = [loss for e, _, d, _, loss in told if e == h["epoch"] and d == steps]
         assert last == [pytest.approx(h["train_loss"], rel=1e-5)]
 

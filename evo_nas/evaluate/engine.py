@@ -536,10 +536,10 @@ def train(model: nn.Module, train_data: DeviceData, val_data: DeviceData, cfg: T
     device = torch_device(device)
     guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     with guard:
-        return drive(proxy_training(model, train_data, val_data, cfg, device, seed, hparams))
+        return run_to_end(proxy_training(model, train_data, val_data, cfg, device, seed, hparams))
 
 
-def drive(steps: Generator):
+def run_to_end(steps: Generator):
     """Run a step generator to its end; its return value."""
     while True:
         try:

@@ -24,7 +24,7 @@ from evo_nas.errors import DeviceLost
 from evo_nas.evaluate.count import count_macs, count_params
 from evo_nas.evaluate.device_data import load_data
 from evo_nas.evaluate.devices import torch_device
-from evo_nas.evaluate.engine import TrainingFailed, drive, proxy_training, resolve_precision
+from evo_nas.evaluate.engine import TrainingFailed, proxy_training, resolve_precision, run_to_end
 from evo_nas.journaled import Request
 from evo_nas.records import Result, Status
 
@@ -57,7 +57,7 @@ class Evaluator:
         return self if device == self.settings.device else Evaluator(replace(self.settings, device=device))
 
     def __call__(self, task: Request) -> Result:
-        return drive(self.begin(task))
+        return run_to_end(self.begin(task))
 
     def begin(self, task: Request, stream=None) -> Generator[tuple[int, int], None, Result]:
         """The evaluation as a generator: one item per training step ((steps done, steps)),

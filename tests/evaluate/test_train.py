@@ -720,12 +720,12 @@ def test_an_accelerator_error_is_fatal_unless_out_of_memory():
 
 def test_the_evaluator_raises_device_lost_for_a_poisoned_context_and_records_the_rest():
     from evo_nas.errors import DeviceLost
-    from evo_nas.evaluate.engine import drive
+    from evo_nas.evaluate.engine import run_to_end
     from tests.fakes import Script, ScriptedEvaluator
 
     evaluator = ScriptedEvaluator()
     with pytest.raises(DeviceLost) as caught:
-        drive(evaluator.begin(Script(7, raises=CUDA_FAULTS[1])))
+        run_to_end(evaluator.begin(Script(7, raises=CUDA_FAULTS[1])))
     lost = caught.value
     assert "evaluation 7" in str(lost) and "\n" not in str(lost)
     assert lost.result.status.value == "failed" and "device-side assert triggered" in lost.result.error
@@ -756,9 +756,9 @@ class InFlightTrainings:
         return r
 
     def alone(self, task):
-        from evo_nas.evaluate.engine import drive
+        from evo_nas.evaluate.engine import run_to_end
 
-        return drive(self.begin(task))
+        return run_to_end(self.begin(task))
 
 
 @dataclasses.dataclass(frozen=True)
