@@ -46,11 +46,12 @@ RUN_ONLY = ("seed", "algorithm", "generations", "seed_genomes")  # a study sets 
 
 # The study's sizes per machine. cpu: Fashion-MNIST on 2 cores, each space's whole study in
 # about 90 minutes (README, "Search quality on real data", measured): the search proxy is the
-# space's CPU default, a final training one epoch of the whole training split (54,000 images
-# for Fashion-MNIST: 18x the proxy's 3,000) in the proxy's skeleton, 3 seeds per arm. gpu:
+# space's CPU default, a final training one epoch of the whole training set (60,000 images
+# for Fashion-MNIST: 20x the cells proxy's 3,000) in the proxy's skeleton, 3 seeds per arm. gpu:
 # chosen on paper for one 10-minute call on one GPU (the GPU proxy at ~2.4 s an evaluation,
 # docs/performance.md), unmeasured until a GPU is lent: a budget of 32 evaluations, final
-# trainings of 5 epochs in DARTS' search network (C=16, 8 cells).
+# trainings of 5 epochs in DARTS' search network (C=16, 8 cells); CIFAR-10 where the data
+# folder has it, else Fashion-MNIST.
 PRESETS = {
     "cpu": {"device": "cpu", "seeds": 3, "budget": 32, "returns": 2, "final_epochs": 1},
     "gpu": {"device": "cuda", "seeds": 3, "budget": 32, "returns": 2, "final_epochs": 5},
@@ -87,7 +88,7 @@ def plan(given: dict, study: StudySettings) -> Plan:
     if refused:
         raise ConfigError(f"study: {refused[0]}: a study sets it for each search itself (seeds: --seeds and "
                           f"--first-seed; algorithms: --algorithms)")
-    options = {"device": preset["device"], "budget": preset["budget"], **given}
+    options = {"device": preset["device"], "budget": preset["budget"], **_dataset(study.preset, given), **given}
     options.pop("name", None)
     for arm in study.arms:  # every search's config, checked now
         runner.plan(_search_options(options, arm, study.first_seed, Path("unused"), int(options["budget"])))
@@ -95,6 +96,16 @@ def plan(given: dict, study: StudySettings) -> Plan:
                                  f"{study.preset}"
     configs.RunInfo(name=name)  # one folder name
     return Plan(study, options, Path(given.get("runs_dir", "runs")) / name)
+
+
+def _dataset(preset: str, given: dict) -> dict:
+    """The gpu preset studies CIFAR-10 where --data-dir (or $EVONAS_DATA) holds it, else
+    Fashion-MNIST (evonas's default); a data set given is never replaced."""
+    from evo_nas.evaluate.data import present
+
+    if preset == "gpu" and "dataset" not in given and present("cifar10", given.get("data_dir")):
+        return {"dataset": "cifar10"}
+    return {}
 
 
 def _device(given: dict) -> str:

@@ -303,6 +303,12 @@ def _reader(name: str, folder: Path) -> Callable[[], tuple[np.ndarray, ...]] | N
     return None
 
 
+def present(name: str, data_dir: str | Path | None = None) -> bool:
+    """Whether data set `name` lies in the folders load_dataset would look in (nothing is read
+    or downloaded)."""
+    return any(_reader(name, folder) is not None for folder in search_folders(name, data_dir))
+
+
 def _cache_dir(name: str) -> Path:
     """Where a download goes: $EVONAS_DATA/<name>, else the user cache. One folder per
     data set, because MNIST and Fashion-MNIST files have the same names."""
