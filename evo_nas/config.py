@@ -541,7 +541,7 @@ def _resolved(given: dict[str, Any], device: str, data_shape, cpu_threads: int |
     if data_shape is not None:
         values["input_shape"], values["classes"] = data_shape
     if values.get("cpu_threads") is None:
-        values["cpu_threads"] = cpu_threads or _cores()
+        values["cpu_threads"] = cpu_threads or cores()
     values["device"] = device
     return values
 
@@ -592,7 +592,7 @@ def _check_skeleton(space: str, values: dict[str, Any]) -> None:
                 raise ConfigError(f"{f.name}: does not apply to the {space} space")
 
 
-def _cores() -> int:
+def cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 

@@ -56,6 +56,10 @@ PRESETS = {
     "cpu": {"device": "cpu", "seeds": 3, "budget": 32, "returns": 2, "final_epochs": 1},
     "gpu": {"device": "cuda", "seeds": 3, "budget": 32, "returns": 2, "final_epochs": 5},
 }
+# On a CPU a study trains one candidate per core, each on one thread (the local backend): on a
+# machine with other work, a two-thread training waits at every parallel step for its second
+# thread, and ran an order of magnitude slower than the two single-thread ones (seen here).
+CPU_BACKEND = {"backend": "local", "cpu_threads": 1}
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,9 @@ def plan(given: dict, study: StudySettings) -> Plan:
     if refused:
         raise ConfigError(f"study: {refused[0]}: a study sets it for each search itself (seeds: --seeds and "
                           f"--first-seed; algorithms: --algorithms)")
-    options = {"device": preset["device"], "budget": preset["budget"], **_dataset(study.preset, given), **given}
+    machine = {**CPU_BACKEND, "workers": configs.cores()} if preset["device"] == "cpu" else {}
+    options = {"device": preset["device"], "budget": preset["budget"], **machine, **_dataset(study.preset, given),
+               **given}
     options.pop("name", None)
     for arm in study.arms:  # every search's config, checked now
         runner.plan(_search_options(options, arm, study.first_seed, Path("unused"), int(options["budget"])))
@@ -134,13 +140,20 @@ def start(given: dict, study: StudySettings, progress=None) -> RunDir:
     config = {"study": _plain(dataclasses.asdict(p.settings)), "options": _plain(p.options)}
     if p.path.exists():
         existing = RunDir.open(p.path)
-        if existing.config() != config:
+        if _results_part(existing.config()) != _results_part(config):
             raise RunDirError(f"{p.path}: holds a study with other settings; continue it with `evonas resume "
                               f"{p.path}`, or give another --name")
         return run(existing, p, progress)
     meta = {"kind": "study", "seed": p.settings.first_seed, "objectives": ["accuracy", "params"],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": runner.versions(), "reference_point": {}}
     return run(RunDir.create(p.path, config, meta), p, progress)
+
+
+def _results_part(config: dict) -> dict:
+    """What a study's results depend on: its settings, and its searches' options but those a run
+    may change when it continues (backend, workers, the data's folder, ...)."""
+    return {"study": config["study"], "options": {k: v for k, v in config["options"].items()
+                                                  if k not in configs.RESUMABLE}}
 
 
 def resume(path: str | Path, progress=None) -> RunDir:
@@ -249,7 +262,7 @@ def _final_trainings(study: RunDir, p: Plan, searches: list[SearchDone], progres
     journal = study.history(repair=True)
     history = History(fidelity=FINAL)
     settings = FinalSettings.of(p, study.path / "final")
-    backend = backends.make(configs.BackendConfig(device=settings.device), 0.0)
+    backend = backends.make(runner.plan({**p.options, "name": "final"}).backend, 0.0)  # the searches' backend
     journaled = Journaled(study, backend, {FINAL: FinalEvaluator(settings)}, history,
                           replay=journal.records + journal.others, on_record=progress.final_done)
     try:

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-limit", "96", "--val-limit", "64",
         "--bn-recalibration", "64", "--batch-size", "32", "--budget", "6", "--seeds", "2", "--returns", "2",
         "--final-epochs", "2", "--final-images", "256", "--test-limit", "256", "--cpu-threads", "1",
-        "--preset", "cpu", "--no-report"]
+        "--preset", "cpu", "--backend", "serial", "--no-report"]
 TIMINGS = ("search_seconds", "final_seconds")
 
 
