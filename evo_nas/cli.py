@@ -13,7 +13,6 @@ import json
 import signal
 import sys
 import warnings
-from pathlib import Path
 
 import click
 import yaml
@@ -92,12 +91,9 @@ def _load_config_file(ctx: click.Context, _param, value: str | None):
     then click's default_map."""
     if value is None:
         return None
-    try:
-        data = yaml.safe_load(Path(value).read_text())
-    except OSError as err:
-        raise ConfigError(f"{value}: cannot read config file ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{value}: not valid YAML ({' '.join(str(err).split())})") from None
+    from evo_nas.reading import read_yaml
+
+    data = read_yaml(value, ConfigError, "config file")
     flat = configs.flatten(data if data is not None else {}, value)  # names and types, against the file
     configs.from_mapping(flat, value)  # ranges, against the file
     defaults = {k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in flat.items()}

@@ -37,6 +37,7 @@ from evo_nas.exporting import ONNX_OPSET, export_onnx, onnx_parity
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import dumps, load_genome
+from evo_nas.reading import read_json
 from evo_nas.spaces import parse_genome
 from evo_nas.store import RunDir
 
@@ -251,7 +252,7 @@ def run(cfg: FullTrainConfig, log: Callable[[str], None] | None = stderr_line,
     out = Path(cfg.out)
     saved = open_out(out, cfg)
     if saved is not None and saved["epoch"] == cfg.epochs and (out / "metrics.json").is_file():
-        metrics = json.loads((out / "metrics.json").read_text())
+        metrics = read_json(out / "metrics.json", RunDirError, "metrics file")
         if cfg.onnx and not (out / "model.onnx").is_file() and _has_onnx():  # installed since: export now
             metrics["onnx"] = export_model(out, Skeleton(**metrics["skeleton"]))
             atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")

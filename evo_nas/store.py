@@ -14,8 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from evo_nas.errors import RunDirError
+from evo_nas.errors import RunDirError, short
 from evo_nas.files import atomic_write, fsync_dir
+from evo_nas.reading import read_json, read_yaml, too_deep
 from evo_nas.records import History, Record
 
 FORMAT = 1
@@ -103,26 +104,18 @@ class RunDir:
                 raise RunDirError(f"{run.path}: not an evonas run directory (missing {f.name})")
         meta = run.meta()
         if meta.get("format") != FORMAT:
-            raise RunDirError(f"{run.path}: run format {meta.get('format')!r} is not supported "
+            raise RunDirError(f"{run.path}: run format {short(meta.get('format'))} is not supported "
                               f"by this evonas (format {FORMAT})")
         return run
 
     def meta(self) -> dict:
-        try:
-            meta = json.loads(self.meta_file.read_text())
-        except (OSError, ValueError) as err:
-            raise RunDirError(f"{self.meta_file}: unreadable ({err})") from None
+        meta = read_json(self.meta_file, RunDirError, "meta.json")
         if not isinstance(meta, dict):
             raise RunDirError(f"{self.meta_file}: unreadable (not a JSON object)")
         return meta
 
     def config(self) -> dict:
-        try:
-            data = yaml.safe_load(self.config_file.read_text())
-        except OSError as err:
-            raise RunDirError(f"{self.config_file}: unreadable ({err.strerror})") from None
-        except yaml.YAMLError as err:
-            raise RunDirError(f"{self.config_file}: {yaml_error(err)}") from None
+        data = read_yaml(self.config_file, RunDirError, "run config")
         if not isinstance(data, dict):
             raise RunDirError(f"{self.config_file}: unreadable (not a mapping)")
         return data
@@ -161,7 +154,10 @@ class RunDir:
         """(line number, record) in the order written. A truncated last line (a kill mid-write)
         is dropped with a warning, and with `repair` cut from the file so appends start on a
         fresh line; damage anywhere else is an error."""
-        raw = self.journal_file.read_bytes()
+        try:
+            raw = self.journal_file.read_bytes()
+        except OSError as err:
+            raise RunDirError(f"{self.journal_file}: unreadable ({err.strerror or type(err).__name__})") from None
         text = raw.decode("utf-8", errors="replace")
         lines = text.split("\n")
         records = []
@@ -170,7 +166,7 @@ class RunDir:
                 continue
             try:
                 record = json.loads(line)
-                if not isinstance(record, dict) or "id" not in record:
+                if not isinstance(record, dict) or "id" not in record or too_deep(record, line):
                     raise ValueError("not an evaluation record")
             except (ValueError, RecursionError):
                 if number == len(lines) and not text.endswith("\n"):
@@ -205,10 +201,10 @@ class RunDir:
         out = []
         for path in reversed(self._snapshots()):
             try:
-                snapshot = json.loads(path.read_text())
+                snapshot = read_json(path, RunDirError, "snapshot")
                 problem = _snapshot_problem(snapshot)
-            except (OSError, ValueError) as err:
-                problem = f"unreadable ({type(err).__name__})"
+            except RunDirError as err:
+                problem = str(err).removeprefix(f"{path}: ")
             if problem is None:
                 out.append(snapshot)
             else:
@@ -236,14 +232,6 @@ def _snapshot_problem(snapshot: object) -> str | None:
         if not (isinstance(state, list) and len(state) == 3 and isinstance(state[1], list) and len(state[1]) == 625):
             return f"{name} is not a random state"
     return None
-
-
-def yaml_error(err: Exception) -> str:
-    """A YAML error as one line: where (line, column) and what."""
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-    what = getattr(err, "problem", None) or " ".join(str(err).split())
-    return f"not valid YAML ({where}: {what})"
 
 
 # -- tables (pandas), derived from the journal -------------------------------------------
