@@ -88,6 +88,12 @@ class RunDir:
 
     def check_writable(self) -> None:
         """Fail before any training when a result could not be written."""
+        for target in (self.journal_file, self.config_file, self.meta_file, self.history_file):
+            if target.is_dir():
+                raise RunDirError(f"{target}: is a folder where the run keeps a file; move it away, then resume")
+        if self.snapshot_dir.exists() and not self.snapshot_dir.is_dir():
+            raise RunDirError(f"{self.snapshot_dir}: is a file where the run keeps its snapshots folder; move it "
+                              f"away, then resume")
         for target in (self.path, self.journal_file, self.snapshot_dir, self.config_file):
             if target.exists() and not os.access(target, os.W_OK):
                 raise RunDirError(f"{target}: not writable; a resumed run must append to its journal and "
@@ -110,8 +116,9 @@ class RunDir:
 
     def meta(self) -> dict:
         meta = read_json(self.meta_file, RunDirError, "meta.json")
-        if not isinstance(meta, dict):
-            raise RunDirError(f"{self.meta_file}: unreadable (not a JSON object)")
+        problem = _meta_problem(meta)
+        if problem is not None:
+            raise RunDirError(f"{self.meta_file}: damaged ({problem})")
         return meta
 
     def config(self) -> dict:
@@ -214,6 +221,30 @@ class RunDir:
 
     def _snapshots(self) -> list[Path]:
         return sorted(self.snapshot_dir.glob("gen-*.json"))
+
+
+# meta.json's fields and their JSON types (those of a fidelity measurement included): a reader
+# takes them as given, so a wrong one must be an error here, not a TypeError deep inside.
+META_TYPES = {"format": int, "seed": int, "created": str, "kind": str, "objectives": list, "versions": dict,
+              "reference_point": dict, "results_config": dict, "reference": dict, "genomes": list, "fidelity": dict}
+
+
+def _meta_problem(meta: object) -> str | None:
+    """What is wrong with meta.json's content, or None."""
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    for name, kind in META_TYPES.items():
+        if name in meta and (not isinstance(meta[name], kind) or isinstance(meta[name], bool)):
+            return f"{name} is {short(meta[name])}, not a JSON {_JSON_NAMES[kind]}"
+    if not all(isinstance(o, str) for o in meta.get("objectives", [])):
+        return "objectives is not a list of names"
+    point = meta.get("reference_point", {})
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point.values()):
+        return "reference_point is not a mapping of numbers"
+    return None
+
+
+_JSON_NAMES = {int: "integer", str: "string", list: "list", dict: "object"}
 
 
 def _snapshot_problem(snapshot: object) -> str | None:
