@@ -20,6 +20,7 @@ import yaml
 from evo_nas import config as configs
 from evo_nas import spaces
 from evo_nas.errors import ConfigError, Interrupted, UserError
+from evo_nas.files import FULL, disk_full
 
 # -- options generated from config fields -------------------------------------------------------
 
@@ -437,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except UserError as err:
         click.echo(f"evonas: {err}", err=True)
+        return 2
+    except OSError as err:  # a full disk in a write not made through evo_nas.files (a folder made, ...)
+        if err.errno not in FULL:
+            raise
+        click.echo(f"evonas: {disk_full(err.filename or '.')}", err=True)
         return 2
     except KeyboardInterrupt as stop:
         return _stopped(stop)

@@ -39,6 +39,11 @@ class DeviceLost(UserError):
         return type(self), (str(self), self.result)
 
 
+class DiskFull(UserError):
+    """A write found its file system full (ENOSPC) or the user's quota spent (EDQUOT). What was
+    written before stays whole; the command can run again once there is space."""
+
+
 class SearchFailed(UserError):
     """Every evaluation of a generation failed: breeding from failures would only waste time."""
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from evo_nas.errors import RunDirError, short
-from evo_nas.files import atomic_write, fsync_dir
+from evo_nas.errors import DiskFull, RunDirError, short
+from evo_nas.files import FULL, append_line, atomic_write, disk_full, fsync_dir
 from evo_nas.reading import read_json, read_yaml, too_deep
 from evo_nas.records import History, Record
 
@@ -50,10 +50,12 @@ class RunDir:
             atomic_write(tmp.meta_file, json.dumps({"format": FORMAT, **meta}, indent=2) + "\n")
             atomic_write(tmp.journal_file, "")
             os.rename(tmp.path, final)
-        except OSError as err:
+        except (OSError, DiskFull) as err:
             shutil.rmtree(tmp.path, ignore_errors=True)
             if final.exists():
                 cls.refuse_existing(final)
+            if isinstance(err, DiskFull) or err.errno in FULL:
+                raise disk_full(final) from None
             raise RunDirError(f"{final}: cannot create the run directory ({err.strerror or err})") from None
         fsync_dir(final.parent)
         return cls(final)
@@ -72,6 +74,8 @@ class RunDir:
         try:
             fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
+            if err.errno in FULL:
+                raise disk_full(self.lock_file) from None
             raise RunDirError(f"{self.path}: cannot write to the run directory ({err.strerror})") from None
         try:
             try:
@@ -80,8 +84,13 @@ class RunDir:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 raise RunDirError(f"{self.path}: in use by another evonas process (pid {holder}); wait for it "
                                   f"to finish or stop it, then resume") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError as err:
+                if err.errno in FULL:
+                    raise disk_full(self.lock_file) from None
+                raise
             yield self
         finally:
             os.close(fd)  # releases the lock
@@ -131,11 +140,7 @@ class RunDir:
     def append(self, record: Record | dict) -> None:
         """Append one evaluation and make it durable before returning."""
         data = record.to_json() if isinstance(record, Record) else record
-        line = json.dumps(data, sort_keys=True, allow_nan=False) + "\n"
-        with open(self.journal_file, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.journal_file, json.dumps(data, sort_keys=True, allow_nan=False) + "\n")
 
     def history(self, repair: bool = False) -> History:
         """The journal as typed records, replayed once; a damaged line is an error naming it. A
