@@ -20,7 +20,7 @@ from deap import base
 from evo_nas import pareto, variation
 from evo_nas.config import SearchConfig
 from evo_nas.genome import Genome
-from evo_nas.search import Individual, Search, State
+from evo_nas.search import Individual, Search, State, per_generation
 
 # -- the algorithms -------------------------------------------------------------------------
 
@@ -29,7 +29,7 @@ def nsga2(search: Search, state: State | None = None) -> State:
     s, tb = search.settings, toolbox(search)
     state = state or initial_population(search)
     while not search.done(state):
-        n = _children(search, s.offspring or s.population)
+        n = _children(search, per_generation(s))
         offspring: list[Individual] = []
         for _ in range(n):
             a, b = tb.select(state.population, 2)
@@ -47,7 +47,7 @@ def aging(search: Search, state: State | None = None) -> State:
     s, tb = search.settings, toolbox(search)
     state = state or initial_population(search)
     while not search.done(state):
-        n = _children(search, s.offspring or max(1, s.population // 4))
+        n = _children(search, per_generation(s))
         children: list[Individual] = []
         for _ in range(n):
             parent, = tb.select(state.population, 1)
@@ -64,7 +64,7 @@ def random_search(search: Search, state: State | None = None) -> State:
     s = search.settings
     state = state or initial_population(search)
     while not search.done(state):
-        n = _children(search, s.offspring or s.population)
+        n = _children(search, per_generation(s))
         batch: list[Individual] = []
         for _ in range(n):
             batch.append(breed(search, lambda: (search.space.sample(search.rng), (), "random"),

@@ -13,12 +13,11 @@ import dataclasses
 import math
 import random
 import time
-import warnings
 from pathlib import Path
 
 import yaml
 
-from evo_nas import algorithms, backends, pareto
+from evo_nas import algorithms, backends, pareto, search
 from evo_nas import config as configs
 from evo_nas.config import RunConfig
 from evo_nas.errors import ConfigError, Interrupted, RunDirError, SearchFailed
@@ -53,8 +52,7 @@ def estimate(cfg: RunConfig) -> dict:
     """How much work a run plans: candidates, trainings (repeats and successive-halving rungs
     counted) and training images, at most (dedup can only make it less)."""
     termination = Termination.of(cfg.stop, cfg.search)
-    per_generation = cfg.search.offspring or (cfg.search.population if cfg.search.algorithm != "aging"
-                                              else max(1, cfg.search.population // 4))
+    per_generation = search.per_generation(cfg.search)
     candidates = cfg.stop.budget if cfg.stop.budget is not None else cfg.search.population + per_generation * (
         cfg.stop.generations or 0)
     if cfg.stop.budget is not None and cfg.stop.generations is not None:
@@ -150,16 +148,8 @@ def versions() -> dict:
 
 
 def usable_snapshot(run: RunDir, history: History) -> dict | None:
-    """The newest snapshot whose evaluations are all in the journal. (Records are fsynced
-    before the snapshot that follows them, so only damage makes one unusable; then an older
-    snapshot, or the start, replays the journal to the same state.)"""
-    finished = {r.id for r in history.records}
-    for snapshot in run.snapshots():
-        if set(range(snapshot["next_id"])) <= finished:
-            return snapshot
-        warnings.warn(f"{run.path}: snapshot of generation {snapshot['generation']} names evaluations the "
-                      f"journal lacks; using an older one", stacklevel=2)
-    return None
+    """The newest snapshot whose evaluations are all in the journal (RunDir.usable_snapshot)."""
+    return run.usable_snapshot({r.id for r in history.records})
 
 
 def load_seeds(cfg: RunConfig, space: SearchSpace) -> list[Genome]:

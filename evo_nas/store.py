@@ -10,14 +10,18 @@ import json
 import os
 import shutil
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import yaml
 
-from evo_nas.errors import DiskFull, RunDirError, short
+from evo_nas import config as configs
+from evo_nas.config import SearchConfig, StopConfig
+from evo_nas.errors import DiskFull, RunDirError, UserError, short
 from evo_nas.files import FULL, append_line, atomic_write, disk_full, fsync_dir
 from evo_nas.reading import read_json, read_yaml, too_deep
 from evo_nas.records import History, Record
+from evo_nas.search import IdPlan
 
 FORMAT = 1
 KEEP_SNAPSHOTS = 3  # older ones are deleted; the newest that reads back is used
@@ -34,6 +38,7 @@ class RunDir:
     snapshot_dir = property(lambda self: self.path / "snapshots")
     history_file = property(lambda self: self.path / "history.csv")
 
+    ignored_file = property(lambda self: self.path / "journal-ignored.jsonl")  # lines set aside as damage
     lock_file = property(lambda self: self.path / ".lock")
 
     @classmethod
@@ -145,10 +150,23 @@ class RunDir:
     def history(self, repair: bool = False) -> History:
         """The journal as typed records, replayed once; a damaged line is an error naming it. A
         line repeating an evaluation already read (same id, rung and repeat) is left out with a
-        warning: the first one counts."""
+        warning: the first one counts. So is, with a warning, a line this run cannot have made
+        (search.IdPlan); with `repair` it is moved to journal-ignored.jsonl, so that a resume
+        that extends the run does not find it in the way of its own evaluation of that id."""
+        read = [(n, Record.from_json(d, f"{self.journal_file}: line {n}")) for n, d in self._lines(repair)]
+        plan = self.id_plan([record for _, record in read])
+        impossible = {n for n, r in read if plan is not None and not plan.possible(r.id, r.generation)}
+        for n, r in read:
+            if n in impossible:
+                warnings.warn(f"{self.journal_file}: line {n}: evaluation {r.id} (generation {r.generation}) is not "
+                              f"one this run can have made; ignoring it (a damaged or edited journal)"
+                              + ("; moved to journal-ignored.jsonl" if repair else ""), stacklevel=2)
+        if impossible and repair:
+            self._set_aside(impossible)
         records, seen = [], {}
-        for n, d in self._lines(repair):
-            record = Record.from_json(d, f"{self.journal_file}: line {n}")
+        for n, record in read:
+            if n in impossible:
+                continue
             slot = (record.id, record.rung, record.repeat)
             if slot in seen:
                 warnings.warn(f"{self.journal_file}: line {n} repeats evaluation {record.id} (rung {record.rung}) "
@@ -192,6 +210,33 @@ class RunDir:
             records.append((number, record))
         return records
 
+    def id_plan(self, records: list[Record]) -> IdPlan | None:
+        """Which evaluations this run can have made, from its config and its newest usable
+        snapshot; None for a directory that is no search (a fidelity measurement numbers its
+        genomes) or whose config does not say how the search breeds."""
+        try:
+            if self.meta().get("kind", "search") != "search":
+                return None
+            flat = configs.flatten(self.config(), str(self.config_file))
+            if not {"population", "generations", "budget"} <= set(flat):
+                return None  # not a resolved config: nothing to bound by
+            settings, stop = (cls(**{f.name: flat[f.name] for f in fields(cls) if f.name in flat})
+                              for cls in (SearchConfig, StopConfig))
+        except (UserError, TypeError):
+            return None  # files a resume would refuse: the reader reads what it can
+        snapshot = self.usable_snapshot({r.id for r in records}, warn=False)
+        if snapshot is None:
+            return IdPlan.of(settings, stop, None, 0)
+        trained = History(r for r in records if r.id < snapshot["next_id"]).trained()
+        return IdPlan.of(settings, stop, (snapshot["generation"], snapshot["next_id"]), trained)
+
+    def _set_aside(self, numbers: set[int]) -> None:
+        """Move journal lines `numbers` (counted from 1) to journal-ignored.jsonl: kept, not replayed."""
+        lines = self.journal_file.read_bytes().split(b"\n")
+        for n in sorted(numbers):
+            append_line(self.ignored_file, lines[n - 1].decode("utf-8", errors="replace") + "\n")
+        atomic_write(self.journal_file, b"\n".join(line for n, line in enumerate(lines, 1) if n not in numbers))
+
     def _truncate_to(self, size: int) -> None:
         # Cut the half-written line so the next append starts on a fresh line.
         with open(self.journal_file, "r+b") as f:
@@ -206,10 +251,10 @@ class RunDir:
         for old in self._snapshots()[:-KEEP_SNAPSHOTS]:
             old.unlink(missing_ok=True)
 
-    def snapshots(self) -> list[dict]:
+    def snapshots(self, warn: bool = True) -> list[dict]:
         """Every snapshot that reads back whole, newest first; a damaged one (unreadable, or a
-        field missing or of the wrong type) is skipped with a warning, so an older one or the
-        journal alone takes its place."""
+        field missing or of the wrong type) is skipped (with a warning, unless told not to), so
+        an older one or the journal alone takes its place."""
         out = []
         for path in reversed(self._snapshots()):
             try:
@@ -219,10 +264,23 @@ class RunDir:
                 problem = str(err).removeprefix(f"{path}: ")
             if problem is None:
                 out.append(snapshot)
-            else:
+            elif warn:
                 warnings.warn(f"{path}: damaged snapshot ({problem}), falling back to the previous one",
                               stacklevel=2)
         return out
+
+    def usable_snapshot(self, ids: set[int], warn: bool = True) -> dict | None:
+        """The newest snapshot whose evaluations (ids below its next_id) are all among `ids`, the
+        journal's. (Records are fsynced before the snapshot that follows them, so only damage
+        makes one unusable; then an older snapshot, or the start, replays the journal to the
+        same state.)"""
+        for snapshot in self.snapshots(warn):
+            if all(i in ids for i in range(snapshot["next_id"])):
+                return snapshot
+            if warn:
+                warnings.warn(f"{self.path}: snapshot of generation {snapshot['generation']} names evaluations the "
+                              f"journal lacks; using an older one", stacklevel=3)
+        return None
 
     def _snapshots(self) -> list[Path]:
         return sorted(self.snapshot_dir.glob("gen-*.json"))
