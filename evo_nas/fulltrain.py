@@ -27,7 +27,7 @@ from evo_nas import spaces
 from evo_nas.build import build
 from evo_nas.checkpoint import load_model, load_state, read_info, save_checkpoint, save_model
 from evo_nas.config import FULL_TRAINING, Skeleton, TrainConfig, flat_config
-from evo_nas.errors import ConfigError, Interrupted, RunDirError, UserError
+from evo_nas.errors import ConfigError, DataError, Interrupted, RunDirError, UserError
 from evo_nas.evaluate.count import count_macs, count_params
 from evo_nas.evaluate.data import load_dataset, subset
 from evo_nas.evaluate.device_data import on_device
@@ -272,13 +272,18 @@ NO_ONNX = {"file": None, "note": "onnx is not installed, so there is no model.on
                                  "and run the same command again to write it"}
 
 
+# Written first into an --out that evonas creates: a folder with it and no checkpoint yet is a
+# training stopped in its first epoch (Ctrl-C, kill -9), which the same command starts again.
+MARK = ".evonas-train"
+
+
 def open_out(out: Path, cfg: FullTrainConfig) -> dict | None:
     """None for a fresh training, else the JSON of the checkpoint in `out`. Refuses a folder of
     something else, or of another configuration. Creates nothing."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a folder; choose another --out")
     if not (out / "checkpoint.safetensors").is_file():
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(out.iterdir()) and not (out / MARK).is_file():  # MARK: a start of ours, stopped
             raise RunDirError(f"{out}: exists and holds no evonas training (no checkpoint.safetensors); "
                               f"choose another --out")
         return None
@@ -308,6 +313,8 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
     if device.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
     dataset = load_dataset(cfg.dataset, cfg.data_dir)
+    if dataset.y_test is None:  # refused before --out exists: the test split is what a training measures
+        raise DataError(f"{dataset.name}: has no test split; add arrays x_test and y_test to it")
     skeleton = cfg.skeleton_for(dataset.input_shape, dataset.classes)
     torch.manual_seed(cfg.seed)  # weight initialisation (a resumed run loads the weights over it)
     model = build(cfg.genome, skeleton)
@@ -316,6 +323,8 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
         out.mkdir(parents=True, exist_ok=True)  # only now: bad data or settings leave no folder behind
     except OSError as err:
         raise RunDirError(f"{out}: cannot create the output folder ({err.strerror})") from None
+    if saved is None:
+        atomic_write(out / MARK, "evonas train's output folder: the same command continues it\n")
     atomic_write(out / "genome.yaml", dumps(cfg.genome))
     train_data, test_data = device_data(dataset, cfg, device)
     state = load_state(out / "checkpoint.safetensors", saved) if saved is not None else None
