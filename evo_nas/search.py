@@ -145,7 +145,7 @@ class IdPlan:
 
     population: int
     per_generation: int
-    generations: int | None  # the config's, if it sets one
+    generations: int | None  # the config's, if it sets one (what config.yaml says now: a resume follows it)
     snapshot: tuple[int, int] | None = None  # (G, N) of the newest usable snapshot
     done: bool = False  # the search stopped at that snapshot
 
@@ -154,7 +154,10 @@ class IdPlan:
         """The plan of a run with these settings; `trained`: networks trained among the ids
         below the snapshot's next_id (what the budget had counted there)."""
         done = snapshot is not None and Termination.of(stop, settings).done_at(*snapshot, trained)
-        return cls(settings.population, per_generation(settings), stop.generations, snapshot, done)
+        generations = stop.generations
+        if generations is not None and snapshot is not None:  # config.yaml cut below what was done: done is done
+            generations = max(generations, snapshot[0])
+        return cls(settings.population, per_generation(settings), generations, snapshot, done)
 
     def possible(self, ident: int, generation: int) -> bool:
         if ident < 0 or generation < 0 or (self.generations is not None and generation > self.generations):
