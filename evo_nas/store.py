@@ -156,13 +156,14 @@ class RunDir:
         read = [(n, Record.from_json(d, f"{self.journal_file}: line {n}")) for n, d in self._lines(repair)]
         plan = self.id_plan([record for _, record in read])
         impossible = {n for n, r in read if plan is not None and not plan.possible(r.id, r.generation)}
-        for n, r in read:
-            if n in impossible:
-                warnings.warn(f"{self.journal_file}: line {n}: evaluation {r.id} (generation {r.generation}) is not "
-                              f"one this run can have made; ignoring it (a damaged or edited journal)"
-                              + ("; moved to journal-ignored.jsonl" if repair else ""), stacklevel=2)
-        if impossible and repair:
-            self._set_aside(impossible)
+        if impossible:
+            named = [f"line {n}: evaluation {r.id} (generation {r.generation})" for n, r in read if n in impossible]
+            more = f" and {len(named) - 3} more lines" if len(named) > 3 else ""
+            warnings.warn(f"{self.journal_file}: {'; '.join(named[:3])}{more}: not made by this run (ids and "
+                          f"generations it cannot have had); ignoring {'them' if len(named) > 1 else 'it'} as damage"
+                          + ("; moved to journal-ignored.jsonl" if repair else ""), stacklevel=2)
+            if repair:
+                self._set_aside(impossible)
         records, seen = [], {}
         for n, record in read:
             if n in impossible:
