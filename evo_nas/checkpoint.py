@@ -18,6 +18,7 @@ from evo_nas.errors import RunDirError
 from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import dumps, loads
+from evo_nas.reading import load_json
 
 FORMAT = 1  # of checkpoint and model files; a different one is refused
 
@@ -36,9 +37,10 @@ def save_checkpoint(path: Path, info: dict, state: dict) -> None:
 
 def read_info(path: Path) -> dict:
     """The JSON stored in a checkpoint's metadata, checked."""
+    text = read_metadata(path).get("checkpoint", "")
     try:
-        info = json.loads(read_metadata(path).get("checkpoint", ""))
-    except ValueError:
+        info = load_json(text, str(path), RunDirError)
+    except RunDirError:
         info = None
     if not isinstance(info, dict) or info.get("format") != FORMAT or "config" not in info:
         raise RunDirError(f"{path}: not an evonas checkpoint of format {FORMAT}; choose another --out")

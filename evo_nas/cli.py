@@ -22,6 +22,7 @@ from evo_nas import config as configs
 from evo_nas import spaces
 from evo_nas.config import FidelityConfig
 from evo_nas.errors import ConfigError, Interrupted, UserError
+from evo_nas.files import FULL, disk_full
 
 # -- options generated from config fields -------------------------------------------------------
 
@@ -109,12 +110,9 @@ def _load_config_file(ctx: click.Context, _param, value: str | None):
     then click's default_map."""
     if value is None:
         return None
-    try:
-        data = yaml.safe_load(Path(value).read_text())
-    except OSError as err:
-        raise ConfigError(f"{value}: cannot read config file ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{value}: not valid YAML ({' '.join(str(err).split())})") from None
+    from evo_nas.reading import read_yaml
+
+    data = read_yaml(value, ConfigError, "config file")
     flat = configs.flatten(data if data is not None else {}, value)  # names and types, against the file
     configs.from_mapping(flat, value)  # ranges, against the file
     defaults = {k: ",".join(map(str, v)) if isinstance(v, tuple) else v for k, v in flat.items()}
@@ -470,6 +468,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except UserError as err:
         click.echo(f"evonas: {err}", err=True)
+        return 2
+    except OSError as err:  # a full disk in a write not made through evo_nas.files (a folder made, ...)
+        if err.errno not in FULL:
+            raise
+        click.echo(f"evonas: {disk_full(err.filename or '.')}", err=True)
         return 2
     except KeyboardInterrupt as stop:
         return _stopped(stop)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from evo_nas import spaces
-from evo_nas.errors import ConfigError
+from evo_nas.errors import ConfigError, short
 from evo_nas.genome import OPTIMIZERS
 from evo_nas.pareto import OBJECTIVES
 from evo_nas.spaces.hparams import HParamSpace
@@ -39,27 +39,29 @@ MAXIMUM = {"population": 100_000, "offspring": 100_000, "sample": 100_000, "gene
            "budget": 10_000_000, "workers": 1024, "slots_per_gpu": 64, "cpu_threads": 4096, "sha_rungs": 16,
            "repeats": 100, "retries": 10_000, "init_channels": 4096, "depth": 1000, "stem_multiplier": 64,
            "reductions": 16, "classes": 100_000, "epochs": 100_000, "batch_size": 1 << 20,
-           "eval_batch_size": 1 << 20, "train_limit": 1 << 31, "val_limit": 1 << 31, "test_limit": 1 << 31}
+           "eval_batch_size": 1 << 20, "train_limit": 1 << 31, "val_limit": 1 << 31, "test_limit": 1 << 31,
+           "seed": (1 << 63) - 1}
 
 
 def _positive(cfg, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
-        _check(value is None or value > 0, f"{name}: must be positive, got {value}")
+        _check(value is None or value > 0, f"{name}: must be positive, got {short(value)}")
 
 
 def _bounded(cfg) -> None:
     for f in fields(cfg):
         value, top = getattr(cfg, f.name), MAXIMUM.get(f.name)
         if top is not None and isinstance(value, int | float) and value > top:
-            raise ConfigError(f"{f.name}: {value} is above the most evonas allows ({top:,})")
+            raise ConfigError(f"{f.name}: {short(value)} is above the most evonas allows ({top:,})")
 
 
 def _choices(cfg) -> None:
     for f in fields(cfg):
         allowed = f.metadata.get("choices")
         if allowed and getattr(cfg, f.name) not in allowed:
-            raise ConfigError(f"{f.name}: must be one of {', '.join(map(str, allowed))}, got {getattr(cfg, f.name)!r}")
+            raise ConfigError(f"{f.name}: must be one of {', '.join(map(str, allowed))}, "
+                              f"got {short(getattr(cfg, f.name))}")
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,11 @@ class Skeleton:
         shape = tuple(self.input_shape)
         object.__setattr__(self, "input_shape", shape)
         _check(len(shape) == 3 and shape[0] >= 1 and min(shape[1:]) >= 8,
-               f"input_shape: needs (C, H, W) with H, W >= 8, got {shape}")
+               f"input_shape: needs (C, H, W) with H, W >= 8, got {short(shape)}")
         for name in ("classes", "init_channels", "depth", "stem_multiplier"):
             _check(getattr(self, name) is None or getattr(self, name) >= 1,
-                   f"{name}: must be at least 1, got {getattr(self, name)}")
-        _check(self.reductions >= 0, f"reductions: must not be negative, got {self.reductions}")
+                   f"{name}: must be at least 1, got {short(getattr(self, name))}")
+        _check(self.reductions >= 0, f"reductions: must not be negative, got {short(self.reductions)}")
         for name in ("drop_path", "dropout"):
             _check(0.0 <= getattr(self, name) < 1.0, f"{name}: must be in [0, 1), got {getattr(self, name)}")
         _check_stem(self)
@@ -245,7 +247,7 @@ class SearchConfig:
                   "repeats")
         bad = [o for o in self.objectives if o not in OBJECTIVES]
         _check(not bad and bool(self.objectives) and len(set(self.objectives)) == len(self.objectives),
-               f"objectives: must be distinct names from {', '.join(OBJECTIVES)}, got {list(self.objectives)}")
+               f"objectives: must be distinct names from {', '.join(OBJECTIVES)}, got {short(list(self.objectives))}")
         _check(self.algorithm != "aging" or "accuracy" in self.objectives,
                "objectives: aging evolution optimises accuracy; keep it in the list")
         _check(0 <= self.crossover <= 1, f"crossover: must be between 0 and 1, got {self.crossover}")
@@ -300,9 +302,11 @@ class RunInfo:
     report: bool = setting(True, "refresh report.html after every generation", resumable={"run"})
 
     def __post_init__(self):
+        _check(self.seed >= 0, f"seed: must not be negative, got {short(self.seed)}")  # numpy's generators refuse it
+        _bounded(self)
         _check(self.name is None or re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}", self.name) is not None,
                f"name: must be one folder name of letters, digits, '.', '_' and '-' (not starting with '.'), "
-               f"got {self.name!r}")
+               f"got {short(self.name)}")
 
 
 @dataclass(frozen=True)
@@ -662,12 +666,16 @@ def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
             return None
         raise ConfigError(f"{where}: {f.name}: must be set")
     try:
+        if isinstance(value, dict) or ("tuple" not in kind and isinstance(value, list)):
+            raise ValueError(value)  # never str() of a structure: it may be huge
         if "tuple" in kind:
             items = value.split(",") if isinstance(value, str) else list(value)
+            if any(isinstance(x, list | dict) for x in items):
+                raise ValueError(value)
             items = [str(x).strip() for x in items if str(x).strip()]
             if "tuple[float" in kind:
                 return tuple(float(x) for x in items)
-            return tuple(int(x) for x in items) if "tuple[int" in kind else tuple(items)
+            return tuple(_int(x) for x in items) if "tuple[int" in kind else tuple(items)
         if kind.startswith("bool"):
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
@@ -677,11 +685,21 @@ def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
         if kind.startswith("int"):
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
-            return int(value)
+            return _int(value)
         if kind.startswith("float"):
             if isinstance(value, bool):
                 raise ValueError(value)
             return float(value)
         return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {f.name}: expected {kind.replace(' | None', '')}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float() of a 400-digit integer
+        raise ConfigError(f"{where}: {f.name}: expected {kind.replace(' | None', '')}, got {short(value)}") from None
+
+
+def _int(value: Any) -> int:
+    """int(value), refused beyond 1,000 digits (far above every MAXIMUM, which names the real
+    bound): YAML reads 0xfff... of any length, and a message that quotes an integer of over
+    4,300 digits would fail itself."""
+    number = int(value)
+    if number.bit_length() > 3300:
+        raise ValueError(value)
+    return number

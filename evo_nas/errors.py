@@ -39,6 +39,11 @@ class DeviceLost(UserError):
         return type(self), (str(self), self.result)
 
 
+class DiskFull(UserError):
+    """A write found its file system full (ENOSPC) or the user's quota spent (EDQUOT). What was
+    written before stays whole; the command can run again once there is space."""
+
+
 class SearchFailed(UserError):
     """Every evaluation of a generation failed: breeding from failures would only waste time."""
 
@@ -53,3 +58,32 @@ class Interrupted(KeyboardInterrupt):
 
     def __reduce__(self):
         return type(self), (self.hint, self.signum)
+
+
+SHORT = 60  # characters of a user's value an error message quotes at most
+
+
+def short(value: object, limit: int = SHORT) -> str:
+    """repr(value), cut to `limit` characters. A message quotes what the user wrote so that they
+    can find it, never all of it: a value from a hostile file may be gigabytes once expanded,
+    nested thousands deep, or an integer too long for str(). reprlib stops after a few items
+    and levels, so the cost does not grow with the value's size either."""
+    try:
+        text = _REPR.repr(value)
+    except ValueError:  # an int beyond Python's 4,300-digit str() limit
+        text = f"<an integer of {value.bit_length():,} bits>" if isinstance(value, int) else f"<{type(value).__name__}>"
+    except RecursionError:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _short_repr():
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 8, 8, 4, 4
+    r.maxstring = r.maxlong = r.maxother = SHORT + 2
+    return r
+
+
+_REPR = _short_repr()

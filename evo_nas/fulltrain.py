@@ -28,7 +28,7 @@ from evo_nas import spaces
 from evo_nas.build import build
 from evo_nas.checkpoint import load_model, load_state, read_info, save_checkpoint, save_model
 from evo_nas.config import FULL_TRAINING, DataConfig, Skeleton, TrainConfig, flat_config
-from evo_nas.errors import ConfigError, Interrupted, RunDirError, UserError
+from evo_nas.errors import ConfigError, DataError, Interrupted, RunDirError, UserError
 from evo_nas.evaluate.count import count_macs, count_params
 from evo_nas.evaluate.data import cached_dataset
 from evo_nas.evaluate.device_data import load_data
@@ -39,6 +39,7 @@ from evo_nas.files import atomic_write
 from evo_nas.genome import Genome
 from evo_nas.genome_io import dumps, load_genome
 from evo_nas.progress import duration
+from evo_nas.reading import read_json
 from evo_nas.records import Result, Status
 from evo_nas.spaces import parse_genome
 from evo_nas.store import RunDir
@@ -254,7 +255,7 @@ def run(cfg: FullTrainConfig, log: Callable[[str], None] | None = stderr_line,
     out = Path(cfg.out)
     saved = open_out(out, cfg)
     if saved is not None and saved["epoch"] == cfg.epochs and (out / "metrics.json").is_file():
-        metrics = json.loads((out / "metrics.json").read_text())
+        metrics = read_json(out / "metrics.json", RunDirError, "metrics file")
         if cfg.onnx and not (out / "model.onnx").is_file() and _has_onnx():  # installed since: export now
             metrics["onnx"] = export_model(out, Skeleton(**metrics["skeleton"]))
             atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -274,13 +275,18 @@ NO_ONNX = {"file": None, "note": "onnx is not installed, so there is no model.on
                                  "and run the same command again to write it"}
 
 
+# Written first into an --out that evonas creates: a folder with it and no checkpoint yet is a
+# training stopped in its first epoch (Ctrl-C, kill -9), which the same command starts again.
+MARK = ".evonas-train"
+
+
 def open_out(out: Path, cfg: FullTrainConfig) -> dict | None:
     """None for a fresh training, else the JSON of the checkpoint in `out`. Refuses a folder of
     something else, or of another configuration. Creates nothing."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a folder; choose another --out")
     if not (out / "checkpoint.safetensors").is_file():
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(out.iterdir()) and not (out / MARK).is_file():  # MARK: a start of ours, stopped
             raise RunDirError(f"{out}: exists and holds no evonas training (no checkpoint.safetensors); "
                               f"choose another --out")
         return None
@@ -310,6 +316,8 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
     if device.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
     dataset = cached_dataset(cfg.data.dataset, cfg.data.data_dir)
+    if dataset.y_test is None:  # refused before --out exists: the test split is what a training measures
+        raise DataError(f"{dataset.name}: has no test split; add arrays x_test and y_test to it")
     skeleton = cfg.skeleton_for(dataset.input_shape, dataset.classes)
     torch.manual_seed(cfg.seed)  # weight initialisation (a resumed run loads the weights over it)
     model = build(cfg.genome, skeleton)
@@ -318,6 +326,8 @@ def _train_and_finish(cfg: FullTrainConfig, out: Path, saved: dict | None, log, 
         out.mkdir(parents=True, exist_ok=True)  # only now: bad data or settings leave no folder behind
     except OSError as err:
         raise RunDirError(f"{out}: cannot create the output folder ({err.strerror})") from None
+    if saved is None:
+        atomic_write(out / MARK, "evonas train's output folder: the same command continues it\n")
     atomic_write(out / "genome.yaml", dumps(cfg.genome))
     precision = resolve_precision(cfg.train, device)  # bf16 images only for bf16 training on CUDA
     train_data, test_data = (load_data(cfg.data, cfg.seed, device, part, precision=precision)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
-from evo_nas.errors import GenomeError
+from evo_nas.errors import SHORT, GenomeError, short
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 # What a genome may ask for, checked before anything is built (a typo must not allocate gigabytes).
@@ -39,10 +39,10 @@ class HParams:
         numbers = {key: number(d.get(key)) for key in ("lr", "weight_decay", "dropout")}
         for key, value in numbers.items():
             if value is None:
-                raise GenomeError(f"{where}: hparams.{key}: must be a number, got {d.get(key)!r}")
-        if d.get("optimizer") not in OPTIMIZERS:
+                raise GenomeError(f"{where}: hparams.{key}: must be a number, got {short(d.get(key))}")
+        if not isinstance(d.get("optimizer"), str) or d["optimizer"] not in OPTIMIZERS:
             raise GenomeError(f"{where}: hparams.optimizer: must be one of {', '.join(OPTIMIZERS)}, "
-                              f"got {d.get('optimizer')!r}")
+                              f"got {short(d.get('optimizer'))}")
         for key, ok in (("lr", 0 < numbers["lr"] <= 100), ("weight_decay", 0 <= numbers["weight_decay"] <= 1),
                         ("dropout", 0 <= numbers["dropout"] < 1)):
             if not ok:
@@ -111,8 +111,8 @@ def from_dict(types: dict[str, type[Genome]], data: object, where: str) -> Genom
     a run's rules). `where` names the file or record in errors: "<where>: <field>: <problem>"."""
     d = mapping(data, where, "")
     space = d.get("space")
-    if space not in types:
-        raise GenomeError(f"{where}: space: must be one of {', '.join(types)}, got {space!r}")
+    if not isinstance(space, str) or space not in types:  # a list there is unhashable
+        raise GenomeError(f"{where}: space: must be one of {', '.join(types)}, got {short(space)}")
     cls = types[space]
     no_unknown_keys(d, {"space", "name", "source", "hparams", *cls.BODY}, where, "")
     for key in cls.BODY:
@@ -135,12 +135,12 @@ def no_unknown_keys(d: dict, allowed: set, where: str, path: str) -> None:
     unknown = sorted(str(k) for k in d if k not in allowed)
     if unknown:
         prefix = f"{path}." if path else ""
-        raise GenomeError(f"{where}: {prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})")
+        raise GenomeError(f"{where}: {prefix}{unknown[0][:SHORT]}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
 def int_list(data: object, where: str, path: str) -> list[int]:
     if not isinstance(data, list) or not all(is_int(x) for x in data):
-        raise GenomeError(f"{where}: {path}: must be a list of integers, got {data!r}")
+        raise GenomeError(f"{where}: {path}: must be a list of integers, got {short(data)}")
     return data
 
 
@@ -162,7 +162,7 @@ def number(value: object) -> float | None:
 def at_most(value: int, limit: str, at: str) -> None:
     """GenomeError unless `value` is within LIMITS[limit]."""
     if value > LIMITS[limit]:
-        raise GenomeError(f"{at}: {value} is more than evonas allows ({LIMITS[limit]:,} {limit})")
+        raise GenomeError(f"{at}: {short(value)} is more than evonas allows ({LIMITS[limit]:,} {limit})")
 
 
 def _opt_str(d: dict, key: str, where: str) -> str:

@@ -12,11 +12,10 @@ import os
 import re
 from pathlib import Path
 
-import yaml
-
 from evo_nas.errors import GenomeError
 from evo_nas.files import atomic_write
 from evo_nas.genome import LIMITS, Genome
+from evo_nas.reading import load_yaml, read_text
 from evo_nas.spaces import parse_genome
 
 _SOURCE = re.compile(r"# source: (.*)")  # the first line of a file: where the genome comes from
@@ -25,14 +24,7 @@ PACKAGED = Path(__file__).resolve().parent / "genomes"  # published cells and ba
 
 def loads(text: str, where: str = "genome") -> Genome:
     """Parse a genome file's text. A leading `# source: ...` comment sets the genome's source."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f"line {mark.line + 1}" if mark else "?"
-        raise GenomeError(f"{where}: not valid YAML ({at}: {getattr(err, 'problem', err)})") from None
-    except RecursionError:
-        raise GenomeError(f"{where}: nested too deeply to be a genome") from None
+    data = load_yaml(text, where, GenomeError, "a genome")
     if isinstance(data, dict) and "source" not in data and _SOURCE.match(text):
         data = {**data, "source": _SOURCE.match(text).group(1).strip()}
     return parse_genome(data, where)
@@ -44,16 +36,9 @@ def load_genome(path: str | os.PathLike) -> Genome:
     path = Path(path)
     if not path.exists() and (PACKAGED / f"{path.stem}.yaml").is_file() and path.parent == Path("."):
         path = PACKAGED / f"{path.stem}.yaml"
-    try:
-        if path.stat().st_size > LIMITS["file_bytes"]:
-            raise GenomeError(f"{path}: {path.stat().st_size:,} bytes is more than a genome file may have "
-                              f"({LIMITS['file_bytes']:,})")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GenomeError(f"{path}: no such genome file (shipped ones, by name: {', '.join(packaged())})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise GenomeError(f"{path}: cannot read genome file ({err.__class__.__name__}: {err})") from None
-    return loads(text, str(path))
+    if not path.exists():
+        raise GenomeError(f"{path}: no such genome file (shipped ones, by name: {', '.join(packaged())})")
+    return loads(read_text(path, GenomeError, LIMITS["file_bytes"], "genome file"), str(path))
 
 
 def packaged() -> list[str]:

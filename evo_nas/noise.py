@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from evo_nas import config as configs
+from evo_nas.errors import UserError
+from evo_nas.reading import read_json, read_yaml
 
 SHIPPED = Path(__file__).parent / "data" / "fidelity"
 PROXY_GROUPS = {"space", "space.options", "data", "skeleton", "train"}
@@ -61,10 +61,10 @@ def known(flat: dict, runs_dir: str | Path | None = None) -> Noise | None:
         if runs_dir is not None and Path(runs_dir).is_dir() else []
     for path in local:
         try:
-            config = yaml.safe_load((path.parent / "config.yaml").read_text())
+            config = read_yaml(path.parent / "config.yaml", UserError)
             if proxy_part(configs.flat_config(config)) == mine:
-                return _noise(json.loads(path.read_text()), str(path))
-        except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+                return _noise(read_json(path, UserError), str(path))
+        except (UserError, KeyError, TypeError, AttributeError):
             continue  # a damaged or foreign file is no measurement
     for path in sorted(SHIPPED.glob("*.json")):
         table = json.loads(path.read_text())

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 
 from evo_nas import pareto
-from evo_nas.errors import GenomeError, RunDirError
+from evo_nas.errors import GenomeError, RunDirError, short
 from evo_nas.genome import Genome
 from evo_nas.spaces import parse_genome
 
@@ -142,10 +142,10 @@ class Record:
     def _from_json(cls, d: dict, where: str) -> Record:
         for name in ("id", "generation"):
             if not _is_int(d.get(name)):
-                raise ValueError(f"{name} must be an integer, got {d.get(name)!r}")
+                raise ValueError(f"{name} must be an integer, got {short(d.get(name))}")
         for name in ("rung", "cache_of", "repeat"):
             if d.get(name) is not None and not _is_int(d[name]):
-                raise ValueError(f"{name} must be an integer, got {d[name]!r}")
+                raise ValueError(f"{name} must be an integer, got {short(d[name])}")
         result = Result.from_json(d)
         measured = _is_number(result.accuracy) or _is_number(result.test_accuracy)
         if result.ok and not (measured and _is_number(result.macs) and _is_number(result.params)):

@@ -13,7 +13,6 @@ import dataclasses
 import math
 import random
 import time
-import warnings
 from pathlib import Path
 
 import yaml
@@ -150,16 +149,8 @@ def versions() -> dict:
 
 
 def usable_snapshot(run: RunDir, history: History) -> dict | None:
-    """The newest snapshot whose evaluations are all in the journal. (Records are fsynced
-    before the snapshot that follows them, so only damage makes one unusable; then an older
-    snapshot, or the start, replays the journal to the same state.)"""
-    finished = {r.id for r in history.records}
-    for snapshot in run.snapshots():
-        if set(range(snapshot["next_id"])) <= finished:
-            return snapshot
-        warnings.warn(f"{run.path}: snapshot of generation {snapshot['generation']} names evaluations the "
-                      f"journal lacks; using an older one", stacklevel=2)
-    return None
+    """The newest snapshot whose evaluations are all in the journal (RunDir.usable_snapshot)."""
+    return run.usable_snapshot({r.id for r in history.records})
 
 
 def load_seeds(cfg: RunConfig, space: SearchSpace) -> list[Genome]:

@@ -107,11 +107,16 @@ class Termination:
         return math.inf if self.budget is None else max(0, self.budget - archive.evaluated)
 
     def done(self, state: State, archive: Archive) -> bool:
-        if self.generations is not None and state.generation >= self.generations:
+        return self.done_at(state.generation, archive.next_id, archive.evaluated)
+
+    def done_at(self, generation: int, next_id: int, evaluated: int) -> bool:
+        """Whether a search with `generation` generations done, `next_id` ids handed out and
+        `evaluated` networks trained stops there."""
+        if self.generations is not None and generation >= self.generations:
             return True
-        if self.budget is not None and self.room(archive) <= 0:
+        if self.budget is not None and self.budget - evaluated <= 0:
             return True
-        return archive.next_id >= self.max_individuals
+        return next_id >= self.max_individuals
 
     def progress(self, state: State | None, archive: Archive) -> float:
         parts = []
@@ -120,6 +125,46 @@ class Termination:
         if self.budget is not None:
             parts.append(archive.evaluated / self.budget)
         return min(1.0, max(parts)) if parts else 0.0
+
+
+@dataclass(frozen=True)
+class IdPlan:
+    """Which (id, generation) pairs a search can have journaled. The Archive hands out ids in
+    order of birth; generation 0 takes exactly `population` of them (seeds, then samples) and
+    every later generation at most `per_generation` (SearchConfig.children: all bred before any is evaluated). A usable
+    snapshot (generation G, next_id N: every id below N is in the journal) adds: generations up
+    to G used ids below N, later ones ids from N on, at most per_generation more per generation
+    (later snapshots may have been lost: the journal then replays several generations), and
+    none at all if the search was done at G. Anything else is not an evaluation of this run."""
+
+    population: int
+    per_generation: int
+    generations: int | None  # the config's, if it sets one (what config.yaml says now: a resume follows it)
+    snapshot: tuple[int, int] | None = None  # (G, N) of the newest usable snapshot
+    done: bool = False  # the search stopped at that snapshot
+
+    @classmethod
+    def of(cls, settings: SearchConfig, stop: StopConfig, snapshot: tuple[int, int] | None, trained: int) -> IdPlan:
+        """The plan of a run with these settings; `trained`: networks trained among the ids
+        below the snapshot's next_id (what the budget had counted there)."""
+        done = snapshot is not None and Termination.of(stop, settings).done_at(*snapshot, trained)
+        generations = stop.generations
+        if generations is not None and snapshot is not None:  # config.yaml cut below what was done: done is done
+            generations = max(generations, snapshot[0])
+        return cls(settings.population, settings.children, generations, snapshot, done)
+
+    def possible(self, ident: int, generation: int) -> bool:
+        if ident < 0 or generation < 0 or (self.generations is not None and generation > self.generations):
+            return False
+        if not (ident < self.population if generation == 0 else
+                self.population <= ident < self.population + generation * self.per_generation):
+            return False
+        if self.snapshot is None:
+            return True
+        saved, next_id = self.snapshot
+        if generation <= saved:
+            return ident < next_id
+        return not self.done and next_id <= ident < next_id + (generation - saved) * self.per_generation
 
 
 @dataclass

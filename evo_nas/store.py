@@ -11,14 +11,19 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterable
+from dataclasses import fields
 from pathlib import Path
 
 import yaml
 
+from evo_nas import config as configs
 from evo_nas import pareto
-from evo_nas.errors import RunDirError
-from evo_nas.files import atomic_write, fsync_dir
+from evo_nas.config import SearchConfig, StopConfig
+from evo_nas.errors import DiskFull, RunDirError, UserError, short
+from evo_nas.files import FULL, append_line, atomic_write, disk_full, fsync_dir
+from evo_nas.reading import read_json, read_yaml, too_deep
 from evo_nas.records import History, Record, Status
+from evo_nas.search import IdPlan
 
 FORMAT = 1
 KEEP_SNAPSHOTS = 3  # older ones are deleted; the newest that reads back is used
@@ -35,6 +40,7 @@ class RunDir:
     snapshot_dir = property(lambda self: self.path / "snapshots")
     history_file = property(lambda self: self.path / "history.csv")
 
+    ignored_file = property(lambda self: self.path / "journal-ignored.jsonl")  # lines set aside as damage
     lock_file = property(lambda self: self.path / ".lock")
 
     @classmethod
@@ -51,10 +57,12 @@ class RunDir:
             atomic_write(tmp.meta_file, json.dumps({"format": FORMAT, **meta}, indent=2) + "\n")
             atomic_write(tmp.journal_file, "")
             os.rename(tmp.path, final)
-        except OSError as err:
+        except (OSError, DiskFull) as err:
             shutil.rmtree(tmp.path, ignore_errors=True)
             if final.exists():
                 cls.refuse_existing(final)
+            if isinstance(err, DiskFull) or err.errno in FULL:
+                raise disk_full(final) from None
             raise RunDirError(f"{final}: cannot create the run directory ({err.strerror or err})") from None
         fsync_dir(final.parent)
         return cls(final)
@@ -73,6 +81,8 @@ class RunDir:
         try:
             fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
+            if err.errno in FULL:
+                raise disk_full(self.lock_file) from None
             raise RunDirError(f"{self.path}: cannot write to the run directory ({err.strerror})") from None
         try:
             try:
@@ -81,14 +91,25 @@ class RunDir:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 raise RunDirError(f"{self.path}: in use by another evonas process (pid {holder}); wait for it "
                                   f"to finish or stop it, then resume") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError as err:
+                if err.errno in FULL:
+                    raise disk_full(self.lock_file) from None
+                raise
             yield self
         finally:
             os.close(fd)  # releases the lock
 
     def check_writable(self) -> None:
         """Fail before any training when a result could not be written."""
+        for target in (self.journal_file, self.config_file, self.meta_file, self.history_file):
+            if target.is_dir():
+                raise RunDirError(f"{target}: is a folder where the run keeps a file; move it away, then resume")
+        if self.snapshot_dir.exists() and not self.snapshot_dir.is_dir():
+            raise RunDirError(f"{self.snapshot_dir}: is a file where the run keeps its snapshots folder; move it "
+                              f"away, then resume")
         for target in (self.path, self.journal_file, self.snapshot_dir, self.config_file):
             if target.exists() and not os.access(target, os.W_OK):
                 raise RunDirError(f"{target}: not writable; a resumed run must append to its journal and "
@@ -105,17 +126,15 @@ class RunDir:
                 raise RunDirError(f"{run.path}: not an evonas run directory (missing {f.name})")
         meta = run.meta()
         if meta.get("format") != FORMAT:
-            raise RunDirError(f"{run.path}: run format {meta.get('format')!r} is not supported "
+            raise RunDirError(f"{run.path}: run format {short(meta.get('format'))} is not supported "
                               f"by this evonas (format {FORMAT})")
         return run
 
     def meta(self) -> dict:
-        try:
-            meta = json.loads(self.meta_file.read_text())
-        except (OSError, ValueError) as err:
-            raise RunDirError(f"{self.meta_file}: unreadable ({err})") from None
-        if not isinstance(meta, dict):
-            raise RunDirError(f"{self.meta_file}: unreadable (not a JSON object)")
+        meta = read_json(self.meta_file, RunDirError, "meta.json")
+        problem = _meta_problem(meta)
+        if problem is not None:
+            raise RunDirError(f"{self.meta_file}: damaged ({problem})")
         return meta
 
     def objectives(self) -> tuple[str, ...]:
@@ -129,12 +148,7 @@ class RunDir:
         return tuple(names)
 
     def config(self) -> dict:
-        try:
-            data = yaml.safe_load(self.config_file.read_text())
-        except OSError as err:
-            raise RunDirError(f"{self.config_file}: unreadable ({err.strerror})") from None
-        except yaml.YAMLError as err:
-            raise RunDirError(f"{self.config_file}: {yaml_error(err)}") from None
+        data = read_yaml(self.config_file, RunDirError, "run config")
         if not isinstance(data, dict):
             raise RunDirError(f"{self.config_file}: unreadable (not a mapping)")
         return data
@@ -143,19 +157,29 @@ class RunDir:
     def append(self, record: Record | dict) -> None:
         """Append one evaluation and make it durable before returning."""
         data = record.to_json() if isinstance(record, Record) else record
-        line = json.dumps(data, sort_keys=True, allow_nan=False) + "\n"
-        with open(self.journal_file, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.journal_file, json.dumps(data, sort_keys=True, allow_nan=False) + "\n")
 
     def history(self, repair: bool = False) -> History:
         """The journal as typed records, replayed once; a damaged line is an error naming it. A
         line repeating an evaluation already read (same id, rung and repeat) is left out with a
-        warning: the first one counts."""
+        warning: the first one counts. So is, with a warning, a line this run cannot have made
+        (search.IdPlan); with `repair` it is moved to journal-ignored.jsonl, so that a resume
+        that extends the run does not find it in the way of its own evaluation of that id."""
+        read = [(n, Record.from_json(d, f"{self.journal_file}: line {n}")) for n, d in self._lines(repair)]
+        plan = self.id_plan([record for _, record in read])
+        impossible = {n for n, r in read if plan is not None and not plan.possible(r.id, r.generation)}
+        if impossible:
+            named = [f"line {n}: evaluation {r.id} (generation {r.generation})" for n, r in read if n in impossible]
+            more = f" and {len(named) - 3} more lines" if len(named) > 3 else ""
+            warnings.warn(f"{self.journal_file}: {'; '.join(named[:3])}{more}: not made by this run (ids and "
+                          f"generations it cannot have had); ignoring {'them' if len(named) > 1 else 'it'} as damage"
+                          + ("; moved to journal-ignored.jsonl" if repair else ""), stacklevel=2)
+            if repair:
+                self._set_aside(impossible)
         records, seen = [], {}
-        for n, d in self._lines(repair):
-            record = Record.from_json(d, f"{self.journal_file}: line {n}")
+        for n, record in read:
+            if n in impossible:
+                continue
             slot = record.slot
             if slot in seen:
                 warnings.warn(f"{self.journal_file}: line {n} repeats evaluation {record.id} (rung {record.rung}) "
@@ -173,7 +197,10 @@ class RunDir:
         """(line number, record) in the order written. A truncated last line (a kill mid-write)
         is dropped with a warning, and with `repair` cut from the file so appends start on a
         fresh line; damage anywhere else is an error."""
-        raw = self.journal_file.read_bytes()
+        try:
+            raw = self.journal_file.read_bytes()
+        except OSError as err:
+            raise RunDirError(f"{self.journal_file}: unreadable ({err.strerror or type(err).__name__})") from None
         text = raw.decode("utf-8", errors="replace")
         lines = text.split("\n")
         records = []
@@ -182,7 +209,7 @@ class RunDir:
                 continue
             try:
                 record = json.loads(line)
-                if not isinstance(record, dict) or "id" not in record:
+                if not isinstance(record, dict) or "id" not in record or too_deep(record, line):
                     raise ValueError("not an evaluation record")
             except (ValueError, RecursionError):
                 if number == len(lines) and not text.endswith("\n"):
@@ -195,6 +222,33 @@ class RunDir:
                                   f"be read past it") from None
             records.append((number, record))
         return records
+
+    def id_plan(self, records: list[Record]) -> IdPlan | None:
+        """Which evaluations this run can have made, from its config and its newest usable
+        snapshot; None for a directory that is no search (a fidelity measurement numbers its
+        genomes) or whose config does not say how the search breeds."""
+        try:
+            if self.meta().get("kind", "search") != "search":
+                return None
+            flat = configs.flatten(self.config(), str(self.config_file))
+            if not {"population", "generations", "budget"} <= set(flat):
+                return None  # not a resolved config: nothing to bound by
+            settings, stop = (cls(**{f.name: flat[f.name] for f in fields(cls) if f.name in flat})
+                              for cls in (SearchConfig, StopConfig))
+        except (UserError, TypeError):
+            return None  # files a resume would refuse: the reader reads what it can
+        snapshot = self.usable_snapshot({r.id for r in records}, warn=False)
+        if snapshot is None:
+            return IdPlan.of(settings, stop, None, 0)
+        trained = History(r for r in records if r.id < snapshot["next_id"]).trained()
+        return IdPlan.of(settings, stop, (snapshot["generation"], snapshot["next_id"]), trained)
+
+    def _set_aside(self, numbers: set[int]) -> None:
+        """Move journal lines `numbers` (counted from 1) to journal-ignored.jsonl: kept, not replayed."""
+        lines = self.journal_file.read_bytes().split(b"\n")
+        for n in sorted(numbers):
+            append_line(self.ignored_file, lines[n - 1].decode("utf-8", errors="replace") + "\n")
+        atomic_write(self.journal_file, b"\n".join(line for n, line in enumerate(lines, 1) if n not in numbers))
 
     def _truncate_to(self, size: int) -> None:
         # Cut the half-written line so the next append starts on a fresh line.
@@ -210,26 +264,63 @@ class RunDir:
         for old in self._snapshots()[:-KEEP_SNAPSHOTS]:
             old.unlink(missing_ok=True)
 
-    def snapshots(self) -> list[dict]:
+    def snapshots(self, warn: bool = True) -> list[dict]:
         """Every snapshot that reads back whole, newest first; a damaged one (unreadable, or a
-        field missing or of the wrong type) is skipped with a warning, so an older one or the
-        journal alone takes its place."""
+        field missing or of the wrong type) is skipped (with a warning, unless told not to), so
+        an older one or the journal alone takes its place."""
         out = []
         for path in reversed(self._snapshots()):
             try:
-                snapshot = json.loads(path.read_text())
+                snapshot = read_json(path, RunDirError, "snapshot")
                 problem = _snapshot_problem(snapshot)
-            except (OSError, ValueError) as err:
-                problem = f"unreadable ({type(err).__name__})"
+            except RunDirError as err:
+                problem = str(err).removeprefix(f"{path}: ")
             if problem is None:
                 out.append(snapshot)
-            else:
+            elif warn:
                 warnings.warn(f"{path}: damaged snapshot ({problem}), falling back to the previous one",
                               stacklevel=2)
         return out
 
+    def usable_snapshot(self, ids: set[int], warn: bool = True) -> dict | None:
+        """The newest snapshot whose evaluations (ids below its next_id) are all among `ids`, the
+        journal's. (Records are fsynced before the snapshot that follows them, so only damage
+        makes one unusable; then an older snapshot, or the start, replays the journal to the
+        same state.)"""
+        for snapshot in self.snapshots(warn):
+            if all(i in ids for i in range(snapshot["next_id"])):
+                return snapshot
+            if warn:
+                warnings.warn(f"{self.path}: snapshot of generation {snapshot['generation']} names evaluations the "
+                              f"journal lacks; using an older one", stacklevel=3)
+        return None
+
     def _snapshots(self) -> list[Path]:
         return sorted(self.snapshot_dir.glob("gen-*.json"))
+
+
+# meta.json's fields and their JSON types (those of a fidelity measurement included): a reader
+# takes them as given, so a wrong one must be an error here, not a TypeError deep inside.
+META_TYPES = {"format": int, "seed": int, "created": str, "kind": str, "objectives": list, "versions": dict,
+              "reference_point": dict, "results_config": dict, "reference": dict, "genomes": list, "fidelity": dict}
+
+
+def _meta_problem(meta: object) -> str | None:
+    """What is wrong with meta.json's content, or None."""
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    for name, kind in META_TYPES.items():
+        if name in meta and (not isinstance(meta[name], kind) or isinstance(meta[name], bool)):
+            return f"{name} is {short(meta[name])}, not a JSON {_JSON_NAMES[kind]}"
+    if not all(isinstance(o, str) for o in meta.get("objectives", [])):
+        return "objectives is not a list of names"
+    point = meta.get("reference_point", {})
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point.values()):
+        return "reference_point is not a mapping of numbers"
+    return None
+
+
+_JSON_NAMES = {int: "integer", str: "string", list: "list", dict: "object"}
 
 
 def _snapshot_problem(snapshot: object) -> str | None:
@@ -247,14 +338,6 @@ def _snapshot_problem(snapshot: object) -> str | None:
     if not (isinstance(state, list) and len(state) == 3 and isinstance(state[1], list) and len(state[1]) == 625):
         return "rng is not a random state"
     return None
-
-
-def yaml_error(err: Exception) -> str:
-    """A YAML error as one line: where (line, column) and what."""
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-    what = getattr(err, "problem", None) or " ".join(str(err).split())
-    return f"not valid YAML ({where}: {what})"
 
 
 # -- tables (pandas), derived from the journal -------------------------------------------

@@ -13,7 +13,7 @@ from evo_nas.algorithms import ALGORITHMS, fittest
 from evo_nas.config import SearchConfig, StopConfig
 from evo_nas.errors import ConfigError
 from evo_nas.records import Result, Status
-from evo_nas.search import Archive, Individual, Search, State, Termination, lookup_evaluator
+from evo_nas.search import Archive, IdPlan, Individual, Search, State, Termination, lookup_evaluator
 from evo_nas.spaces.cells import CellSpace
 from evo_nas.spaces.hparams import HParamSpace
 from evo_nas.spaces.layers import LayerSpace
@@ -142,6 +142,32 @@ def test_every_algorithm_respects_the_budget_and_never_repeats_a_network():
         assert search.archive.next_id == 40  # every individual was a new network: dedup before training
         assert isinstance(state, State) and len(state.population) == 8
         assert search.checkpoints == sorted(search.checkpoints) and search.checkpoints[0] == 0
+
+
+@pytest.mark.parametrize("stop", [StopConfig(generations=5), StopConfig(budget=25),
+                                  StopConfig(generations=9, budget=25)], ids=["generations", "budget", "both"])
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_the_id_plan_allows_what_a_search_hands_out_and_nothing_past_it(name, stop):
+    """IdPlan against a real search: every (id, generation) it evaluated is possible from each
+    snapshot it took and from none, and the next id, or an id in a generation it does not
+    belong to, is not (what a forged journal line looks like)."""
+    settings, space = SearchConfig(name, population=6, sample=3), NB201Space()
+    archive, made, snapshots = Archive(space), [], [None]
+    evaluate = lookup_evaluator(archive, lambda ind: toy_objectives(ind.genome))
+    search = Search(space, settings, random.Random(3), archive,
+                    lambda inds: (made.extend((i.id, i.generation) for i in inds), evaluate(inds)),
+                    Termination.of(stop, settings),
+                    callbacks=[lambda state: snapshots.append((state.generation, archive.next_id, archive.evaluated))])
+    ALGORITHMS[name](search)
+    for snapshot in snapshots:
+        plan = IdPlan.of(settings, stop, snapshot and snapshot[:2], snapshot[2] if snapshot else 0)
+        assert all(plan.possible(i, g) for i, g in made), (snapshot, plan)
+    last = IdPlan.of(settings, stop, snapshots[-1][:2], snapshots[-1][2])
+    generation, next_id = snapshots[-1][:2]
+    assert last.done and not any(last.possible(next_id, g) for g in range(generation + 2))
+    assert not last.possible(next_id - 1, 0) and not last.possible(0, 1)  # an id of another generation
+    cut = IdPlan.of(settings, dataclasses.replace(stop, generations=1), snapshots[-1][:2], snapshots[-1][2])
+    assert all(cut.possible(i, g) for i, g in made)  # config.yaml cut below what was done: still this run's
 
 
 def test_same_seed_same_search():

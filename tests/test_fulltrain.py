@@ -5,6 +5,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -89,8 +90,8 @@ def test_the_files_a_training_writes(tmp_path):
     cfg = tiny(NB201, tmp_path / "out", onnx=True)
     result = run(cfg, log=None)
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.json", "checkpoint.safetensors", "genome.yaml",
-                                                     "metrics.json", "model.onnx", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [".evonas-train", "checkpoint.json", "checkpoint.safetensors",
+                                                     "genome.yaml", "metrics.json", "model.onnx", "model.safetensors"]
     assert load_genome(out / "genome.yaml") == cfg.genome
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] == result.test_accuracy and 0 <= result.test_accuracy <= 1
@@ -249,6 +250,30 @@ def test_a_folder_that_is_not_a_training_is_refused(tmp_path):
     (tmp_path / "out" / "notes.txt").write_text("mine")
     with pytest.raises(RunDirError, match="holds no evonas training"):
         run(tiny(NB201, tmp_path / "out"), log=None)
+
+
+def test_a_training_stopped_in_its_first_epoch_starts_again_with_the_same_command(tmp_path):
+    """Ctrl-C (or kill -9, which leaves the same files) before the first checkpoint: the folder is
+    evonas's own, and the same command trains in it, as the message says."""
+    cfg = tiny(NB201, tmp_path / "out")
+
+    def ctrl_c(*_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match="run the same command to continue"):
+        run(cfg, log=None, on_steps=ctrl_c)
+    assert (tmp_path / "out").is_dir() and not (tmp_path / "out" / "checkpoint.safetensors").exists()
+    result = run(cfg, log=None)
+    assert result.resumed_from == 0 and [h["epoch"] for h in result.metrics["history"]] == [1, 2]
+
+
+def test_data_without_a_test_split_is_refused_before_out_is_made(tmp_path, capsys):
+    np.savez(tmp_path / "mine.npz", x=np.zeros((8, 16, 16), np.uint8), y=np.arange(8) % 2)
+    out = tmp_path / "out"
+    assert main(["train", str(NB201), "--dataset", f"npz:{tmp_path / 'mine.npz'}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no test split; add arrays x_test and y_test" in err
+    assert not out.exists()
 
 
 def test_every_step_is_told_with_the_epochs_mean_loss_so_far(tmp_path):

@@ -2,13 +2,18 @@
 that nothing already written changed. Then the run-directory cases that need a process of
 their own: the lock, a kill while a run directory is made, SIGTERM, a read-only run."""
 
+import io
 import json
 import os
 import re
+import resource
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +41,7 @@ def files(path: Path) -> dict:
 
 def lines(run: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(x).items() if k not in ("wall_time", "images_per_s", "finished")}
-            for x in (run / "journal.jsonl").read_text().splitlines()]
+            for x in (run / "journal.jsonl").read_text().splitlines() if x.strip()]
 
 
 def tiny_run(tmp_path_factory, name: str, generations: int) -> Path:
@@ -78,9 +83,12 @@ def damage_snapshots(run: Path, how: str) -> None:
         newest.write_text('{"generation": 1}\n')
     elif how == "wrong types":
         newest.write_text(re.sub(r'"next_id": \d+', '"next_id": "abc"', newest.read_text()))
+    elif how == "nested deeply":
+        newest.write_text("[" * 5000 + "]" * 5000 + "\n")
 
 
 LAYER = "space: layers\nlayers:\n- {height: 3, width: 3, filters: %s, inputs: [0]}\n"
+LATIN_1 = "# café\n".encode("latin-1")  # the é a Latin-1 editor writes: one byte, 0xe9, never UTF-8
 
 # (what the user does, the words of the one-line answer). {tmp} is a fresh folder, {run} a copy
 # of a finished run, {genome:TEXT} a genome file with TEXT, {npz:LABELS} an npz data set.
@@ -109,6 +117,31 @@ TABLE = [
     (["report", "{run}", "--out", "{run}/config.yaml"], "is the run's own config file; --out must name a new file"),
     (["bench", "--in-flight", "a,b"], "bench: in_flight: expected tuple[int, ...], got 'a,b'"),
     (["bench", "--in-flight", "0"], "bench: in_flight: counts of 1 or more, such as 1,2,4; got 0"),
+    # issue 24: every reader, one line
+    (["inspect", "{genome:space: [cells]\n}"], "space: must be one of cells, layers, nb201, got ['cells']"),
+    (["run", "--config", "{latin-1 config}"], "not UTF-8 text (byte 0xe9 at line 1, byte offset 5)"),
+    (["resume", "{run:latin-1}"], "config.yaml: not UTF-8 text (byte 0xe9 at line 1, byte offset 5)"),
+    (["report", "{run:latin-1}"], "config.yaml: not UTF-8 text (byte 0xe9 at line 1, byte offset 5)"),
+    (["front", "{run:latin-1}"], "config.yaml: not UTF-8 text (byte 0xe9 at line 1, byte offset 5)"),
+    (["run", "--config", "{deep config}"], "nested too deeply to be a config file (more than 100 levels at line 2)"),
+    (["resume", "{run:deep config}"], "config.yaml: nested too deeply to be a run config"),
+    (["report", "{run:deep config}"], "config.yaml: nested too deeply to be a run config"),
+    (["front", "{run:deep config}"], "config.yaml: nested too deeply to be a run config"),
+    (["resume", "{run:deep meta}"], "meta.json: nested too deeply to be a meta.json"),
+    (["report", "{run:deep meta}"], "meta.json: nested too deeply to be a meta.json"),
+    (["front", "{run:deep meta}"], "meta.json: nested too deeply to be a meta.json"),
+    (["resume", "{run:meta types}"], "meta.json: damaged (objectives is 5, not a JSON list)"),
+    (["report", "{run:meta types}"], "meta.json: damaged (objectives is 5, not a JSON list)"),
+    (["front", "{run:meta types}"], "meta.json: damaged (objectives is 5, not a JSON list)"),
+    (["resume", "{run:results_config}"], "meta.json: damaged (results_config is ['space'], not a JSON object)"),
+    (["resume", "{run:snapshots file}", "--generations", "4"], "is a file where the run keeps its snapshots folder"),
+    (["resume", "{run:history folder}", "--generations", "4"], "history.csv: is a folder where the run keeps a file"),
+    (["run", "--seed", "-1"], "seed: must not be negative, got -1"),
+    (["run", "--config", "{file:space: nb201\npopulation: 4\npopulation: 5\n}"],
+     "not valid YAML (line 3, column 1: key 'population' appears twice (lines 2 and 3))"),
+    (["inspect", "{genome:space: nb201\narch: '|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'\n"
+                 "arch: '|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'\n}"],
+     "key 'arch' appears twice (lines 2 and 3)"),
 ]
 
 
@@ -123,6 +156,29 @@ def prepare(arg: str, tmp_path: Path, run: Path) -> str:
         return str(genome_file(tmp_path, "space: nb201\n" + "# filler\n" * 300_000))
     if arg.startswith("{npz:"):
         return npz(tmp_path, [int(x) for x in arg[5:-1].split(",")])
+    if arg.startswith("{file:"):
+        return str(genome_file(tmp_path, arg[len("{file:"):-1], "config.yaml"))
+    if arg == "{latin-1 config}":
+        (tmp_path / "config.yaml").write_bytes(LATIN_1 + b"space: nb201\n")
+        return str(tmp_path / "config.yaml")
+    if arg == "{deep config}":
+        return str(genome_file(tmp_path, "space: nb201\nobjectives: " + "[" * 5000 + "]" * 5000 + "\n", "config.yaml"))
+    if arg == "{run:latin-1}":
+        (run / "config.yaml").write_bytes(LATIN_1 + (run / "config.yaml").read_bytes())
+    if arg == "{run:deep config}":
+        (run / "config.yaml").write_text("space:\n  space: " + "[" * 5000 + "]" * 5000 + "\n")
+    if arg == "{run:deep meta}":
+        (run / "meta.json").write_text('{"format": 1, "seed": ' + "[" * 5000 + "]" * 5000 + "}\n")
+    if arg in ("{run:meta types}", "{run:results_config}"):
+        meta = json.loads((run / "meta.json").read_text())
+        meta.update({"objectives": 5} if arg == "{run:meta types}" else {"results_config": ["space"]})
+        (run / "meta.json").write_text(json.dumps(meta))
+    if arg == "{run:snapshots file}":
+        shutil.rmtree(run / "snapshots")
+        (run / "snapshots").write_text("not a folder\n")
+    if arg == "{run:history folder}":
+        (run / "history.csv").unlink()
+        (run / "history.csv").mkdir()
     if arg == "{run:config}":
         (run / "config.yaml").write_text("space:\n  space: nb201\n  bad: [\n")
     if arg == "{run:genome}":
@@ -150,6 +206,123 @@ def test_one_clear_line_exit_2_and_nothing_changed(args, words, tmp_path, run, c
     assert (files(run), files(runs)) == before
 
 
+# -- bombs: a few bytes that claim gigabytes, under a memory and a time limit -----------------------
+
+MEMORY = 1 << 30  # the data limit (RLIMIT_DATA: heap and anonymous mappings) a bomb test runs evonas under
+BOMB_TIME = 300  # seconds; a refusal takes a few, a bomb that goes off hits MEMORY long before this
+
+
+def bounded(*args, **options) -> subprocess.CompletedProcess:
+    """evonas in a process of its own with at most MEMORY of data and BOMB_TIME seconds: a bomb
+    that goes off there is a MemoryError or a timeout, not this machine out of memory."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_DATA, (MEMORY, MEMORY))
+    return evonas(*args, preexec_fn=limit, timeout=BOMB_TIME, **options)
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """A YAML flow list of a few hundred bytes: nine x's, then each level nine aliases of the one
+    before, so that str() of it would spell 9**9 (387 million) x's."""
+    items = ["&a0 [x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "[" + ", ".join(items) + "]"
+
+
+def npz_bomb(path: Path, images: int, side: int = 64) -> Path:
+    """A .npz whose x (zeros, images x side x side) inflates to GBs from a few MB: one deflated
+    MiB of zeros written again and again (a full flush makes each copy a complete block). The
+    zip is written by hand, as no library writes a member it has not compressed itself."""
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "|u1", "fortran_order": False, "shape": (images, side, side)})
+    header, mib = head.getvalue(), 1 << 20
+    size = len(header) + images * side * side
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = deflate.compress(header + bytes(mib - len(header))) + deflate.flush(zlib.Z_FULL_FLUSH)
+    block = deflate.compress(bytes(mib)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    copies, rest = divmod(size - mib, mib)
+    last = deflate.compress(bytes(rest)) + deflate.flush()
+    crc = zlib.crc32(header + bytes(mib - len(header)))
+    for _ in range(copies):
+        crc = zlib.crc32(bytes(mib), crc)
+    crc = zlib.crc32(bytes(rest), crc)
+    labels = io.BytesIO()
+    np.save(labels, np.zeros(images, np.int64))
+    members = [(b"x.npy", 8, crc, len(first) + copies * len(block) + len(last), size),
+               (b"y.npy", 0, zlib.crc32(labels.getvalue()), len(labels.getvalue()), len(labels.getvalue()))]
+    with open(path, "wb") as f:
+        offsets = []
+        for (name, method, crc_, packed, unpacked), parts in zip(members, [None, [labels.getvalue()]]):
+            offsets.append(f.tell())
+            f.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc_, packed, unpacked,
+                                len(name), 0) + name)
+            if parts is None:
+                f.write(first)
+                for _ in range(copies):
+                    f.write(block)
+                f.write(last)
+            else:
+                f.write(parts[0])
+        directory = f.tell()
+        for (name, method, crc_, packed, unpacked), offset in zip(members, offsets):
+            f.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21, crc_, packed, unpacked,
+                                len(name), 0, 0, 0, 0, 0, offset) + name)
+        f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 2, 2, f.tell() - directory, directory, 0))
+    return path
+
+
+def bomb(what: str, tmp_path: Path, run: Path) -> list[str]:
+    """The command line that meets bomb `what`."""
+    if what.startswith("config file: "):
+        key = what.removeprefix("config file: ")
+        return ["run", "--config", genome_file(tmp_path, f"space: nb201\n{key}: {alias_bomb()}\n", "bomb.yaml")]
+    if what == "run config.yaml":
+        config = (run / "config.yaml").read_text()
+        (run / "config.yaml").write_text(config.replace("  population: 4\n", f"  population: {alias_bomb()}\n"))
+        return ["resume", run, "--generations", "4"]
+    if what.startswith("genome: "):
+        text = {"hparams": "space: nb201\narch: '|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'\n"
+                           f"hparams: {{lr: {alias_bomb()}, weight_decay: 0.001, dropout: 0.0, optimizer: sgd}}\n",
+                "filters": LAYER % alias_bomb(),
+                "concat": (ROOT / "genomes" / "darts_v2.yaml").read_text().replace("concat: [2, 3, 4, 5]",
+                                                                                   f"concat: {alias_bomb()}", 1)}
+        return ["inspect", genome_file(tmp_path, text[what.removeprefix("genome: ")])]
+    labels = tmp_path / "labels.npz"
+    if what == "npz: a label of 2^40":
+        np.savez(labels, x=np.zeros((4, 16, 16), np.uint8), y=np.array([0, 1, 2, 2 ** 40]))
+    elif what == "npz: a header claiming 1 TB":
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10 ** 12,)})
+        with zipfile.ZipFile(labels, "w") as z:
+            z.writestr("x.npy", header.getvalue() + bytes(4096))
+            z.writestr("y.npy", header.getvalue())
+    elif what == "npz: 6 MB inflating to 2 GB":
+        npz_bomb(labels, (2 << 30) // 4096)
+    return ["run", *TINY, "--device", "cpu", "--dataset", f"npz:{labels}", "--runs-dir", tmp_path / "runs",
+            "--generations", "1"]
+
+
+BOMBS = [  # (what, the words of the one-line answer)
+    *[(f"config file: {key}", "anchors and aliases (&name, *name) are not allowed")
+      for key in ("population", "objectives", "seed_genomes", "name")],
+    ("run config.yaml", "config.yaml: not valid YAML (line 73, column 16: anchors and aliases"),
+    *[(f"genome: {key}", "anchors and aliases (&name, *name) are not allowed")
+      for key in ("hparams", "filters", "concat")],
+    ("npz: a label of 2^40", "labels run to 1099511627776, beyond the 100,000 classes evonas allows"),
+    ("npz: a header claiming 1 TB", "x claims 1.0 TB (shape (1000000000000,)) but holds 4.2 KB"),
+    ("npz: 6 MB inflating to 2 GB", "its arrays take 2.2 GB once inflated, more than the"),
+]
+
+
+@pytest.mark.parametrize("what, words", BOMBS, ids=[what for what, _ in BOMBS])
+def test_a_bomb_is_one_line_within_a_memory_and_a_time_limit(what, words, tmp_path, run):
+    args = bomb(what, tmp_path, run)
+    (tmp_path / "runs").mkdir()
+    before = files(run), files(tmp_path / "runs")
+    result = bounded(*args)
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(err) == 1 and words in err[0], result.stderr[-2000:]
+    assert (files(run), files(tmp_path / "runs")) == before
+
+
 # -- damage a resume repairs, with a warning ---------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -158,7 +331,7 @@ def two_generations(tmp_path_factory) -> Path:
     return tiny_run(tmp_path_factory, "cut", 2)
 
 
-@pytest.mark.parametrize("how", ["deleted", "fields missing", "wrong types"])
+@pytest.mark.parametrize("how", ["deleted", "fields missing", "wrong types", "nested deeply"])
 def test_a_damaged_snapshot_falls_back_and_the_resume_equals_the_run(finished, two_generations, tmp_path, how):
     shutil.copytree(two_generations, tmp_path / "cut")
     damage_snapshots(tmp_path / "cut", how)
@@ -177,6 +350,115 @@ def test_a_repeated_journal_line_is_left_out_with_a_one_line_warning(run):
     warning = result.stderr.strip().splitlines()
     assert len(warning) == 1 and "line 6 repeats evaluation 4 (rung 0) of line 5; keeping line 5" in warning[0]
     assert warning[0].startswith("evonas: warning: ")
+
+
+def test_report_and_front_read_past_a_deeply_nested_snapshot(run, tmp_path, capsys):
+    damage_snapshots(run, "nested deeply")
+    assert main(["front", str(run), "--json"]) == 0
+    assert main(["report", str(run), "--out", str(tmp_path / "report.html")]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+# -- what a run believes: only the evaluations it can have made ------------------------------------
+
+def forge(run: Path) -> None:
+    """Two copies of line 5 under ids the run never handed out: 999 in the middle, the next id
+    (16) at the end."""
+    journal = (run / "journal.jsonl").read_text().splitlines()
+    copy = json.loads(journal[4])
+    forged = [*journal[:8], json.dumps({**copy, "id": 999}), *journal[8:], json.dumps({**copy, "id": 16})]
+    (run / "journal.jsonl").write_text("\n".join(forged) + "\n")
+
+
+def test_a_journal_line_the_run_cannot_have_made_is_ignored_with_a_warning(finished, run, tmp_path):
+    forge(run)
+    real, forged = evonas("front", finished, "--json"), evonas("front", run, "--json")
+    assert forged.returncode == 0 and json.loads(forged.stdout) == json.loads(real.stdout)
+    warning = forged.stderr.strip().splitlines()
+    assert len(warning) == 1 and re.findall(r"line (\d+): evaluation (\d+) \(", warning[0]) == \
+        [("9", "999"), ("18", "16")], warning
+    assert "not made by this run (ids and generations it cannot have had); ignoring them as damage" in warning[0]
+    for source, folder in ((finished, "real"), (run, "forged")):
+        assert main(["export", str(source), "--out", str(tmp_path / folder)]) == 0
+    assert sorted(os.listdir(tmp_path / "forged")) == sorted(os.listdir(tmp_path / "real"))  # no id16.yaml, id999.yaml
+
+
+@pytest.fixture(scope="module")
+def four_generations(finished, tmp_path_factory) -> Path:
+    """`finished` resumed to 4 generations: the journal any damage repaired must come back to."""
+    path = Path(shutil.copytree(finished, tmp_path_factory.mktemp("four") / "run"))
+    assert evonas("resume", path, "--generations", "4").returncode == 0
+    return path
+
+
+@pytest.mark.slow
+def test_a_resume_sets_impossible_lines_aside_and_extends_the_run_as_if_they_were_not_there(four_generations, run):
+    forge(run)
+    resumed = evonas("resume", run, "--generations", "4")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("moved to journal-ignored.jsonl") == 1
+    assert lines(run) == lines(four_generations)  # id 16 is the resumed run's own, not the forged copy
+    assert [json.loads(x)["id"] for x in (run / "journal-ignored.jsonl").read_text().splitlines()] == [999, 16]
+
+
+# -- full disks ---------------------------------------------------------------------------------------
+
+DISK = 1 << 20  # bytes: a run of 16 evaluations (60 KB) fits, its 4.8 MB report never does
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs, mounted for the test (root only), unmounted after."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small file system needs root and mount(8)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(disk)], capture_output=True,
+                          text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.strip()})")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file that takes all of `disk`'s free space but `leave` bytes."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, shutil.disk_usage(disk).free - leave)
+    return filler
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("leave, stops", [(0, "journal.jsonl"), (8192, "gen-00004.json"), (65536, None)],
+                         ids=["in the journal", "at the snapshot", "only the report"])
+def test_a_full_disk_stops_a_run_in_one_line_and_loses_nothing(finished, four_generations, small_disk, leave, stops):
+    """`finished` resumed to 4 generations with its report on (config.yaml edited, as a user may)
+    and `leave` bytes free: the disk fills in a journal append, at the snapshot, or only for the
+    report (a warning). Each time: one line, no temporary file, no half line, and once there is
+    space again a resume ends with the journal of a run that never met a full disk."""
+    run = Path(shutil.copytree(finished, small_disk / "run"))
+    config = (run / "config.yaml").read_text()
+    edited = config.replace("  generations: 3\n", "  generations: 4\n").replace("  report: false\n", "  report: true\n")
+    assert edited.count(": 4\n") > config.count(": 4\n") and "report: true" in edited
+    (run / "config.yaml").write_text(edited)
+    journal = run / "journal.jsonl"  # blank lines (readers skip them) to its last block's end: a new line needs a block
+    journal.write_bytes(journal.read_bytes() + b"\n" * (-journal.stat().st_size % os.statvfs(small_disk).f_frsize))
+    filler = fill(small_disk, leave)
+    result = evonas("resume", run)
+    err = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr, result.stderr
+    if stops is None:
+        assert result.returncode == 0 and "report not refreshed" in result.stderr, result.stderr
+    else:
+        assert result.returncode == 2 and err[-1].startswith(f"evonas: {run}/") and stops in err[-1], result.stderr
+        assert "the disk is full" in err[-1] and "bytes needed" in err[-1]
+    assert not [p.name for p in small_disk.rglob("*") if ".tmp" in p.name]
+    assert (run / "journal.jsonl").read_bytes().endswith(b"\n")
+    filler.unlink()
+    again = evonas("resume", run)
+    assert again.returncode == 0, again.stderr
+    assert lines(run) == lines(four_generations)
 
 
 # -- two processes, kills, signals ---------------------------------------------------------------

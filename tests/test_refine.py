@@ -2,6 +2,7 @@
 out by hand), widened at a border the best values sit at, never past a hard limit; the new run's
 settings and the command, dry and for real."""
 
+import dataclasses
 import math
 
 import pytest
@@ -94,11 +95,13 @@ TINY = {"space": "nb201", "init_channels": 4, "depth": 1, "train_limit": 96, "va
 
 
 def hand_made_run(tmp_path, **more) -> RunDir:
-    cfg = configs.from_mapping({**TINY, "runs_dir": str(tmp_path), "name": "old", **more},
+    """history() as the journal of a run that could have made it: 4 generations after the first,
+    4 ids each (a reader leaves out a line no run of these settings can have written)."""
+    cfg = configs.from_mapping({**TINY, "generations": 4, "runs_dir": str(tmp_path), "name": "old", **more},
                                data_shape=((1, 28, 28), 10))
     run = RunDir.create(tmp_path / "old", configs.to_dict(cfg), {"seed": 0})
     for r in history().records:
-        run.append(r)
+        run.append(dataclasses.replace(r, generation=max(0, (r.id - 4) // 4 + 1)))
     return run
 
 
@@ -123,7 +126,7 @@ def test_the_command_prints_the_ranges_then_runs_them(tmp_path, capsys):
     assert main(["refine", str(run.path), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "lr            0.001, 0.5  ->  0.00537, 0.0745" in printed and not (tmp_path / "old-refined").exists()
-    assert main(["refine", str(run.path), "--name", "new"]) == 0
+    assert main(["refine", str(run.path), "--name", "new", "--generations", "0"]) == 0
     new = RunDir.open(tmp_path / "new")
     assert new.config()["space"]["weight_decay_range"] == [0.00476, 0.0563]
     refined = HParamSpace.from_settings(configs.flat_config(new.config()))

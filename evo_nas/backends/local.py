@@ -5,8 +5,10 @@ worker's loop, with torch, is evo_nas.evaluate.inflight]
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -138,12 +140,18 @@ class LocalBackend:
         fn = self.fn.on(device) if hasattr(self.fn, "on") else self.fn
         process = self.context.Process(target=worker_main, args=(fn, device, self.slots, theirs, self.heartbeat),
                                        daemon=True, name=f"evonas-worker-{wid}")
-        process.start()
+        with _sigint_blocked():  # a terminal's Ctrl-C reaches the workers too: theirs is the driver's
+            process.start()
         theirs.close()  # the child has its own copy
         return _Worker(device, self.slots, process, ours)
 
     def close(self) -> None:
+        """Stop the workers: an idle one when told to, one with work in flight at once (nobody
+        collects that work any more: the driver was stopped, and a resume runs it again)."""
         for worker in self.workers:
+            if worker.in_flight:
+                worker.process.kill()
+                continue
             try:
                 worker.conn.send(None)
             except OSError:
@@ -181,16 +189,35 @@ def plan_workers(cfg: BackendConfig) -> tuple[list[str], int]:
 
 def worker_main(fn, device: str, slots: int, conn: Connection, heartbeat: float = HEARTBEAT) -> None:
     """A worker process: evaluate the tasks the driver sends until it sends None. A poisoned
-    CUDA context ends the process: the driver is told why, then it exits with EXIT_LOST."""
+    CUDA context ends the process: the driver is told why, then it exits with EXIT_LOST.
+    Ctrl-C is the driver's to handle (it stops the workers); a driver that died (kill -9) ends
+    the worker quietly at its next word to it, with nothing to report to anyone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since its start: see _spawn
     from evo_nas.evaluate.inflight import serve
 
-    conn.send((ALIVE, None))  # up: from now on silence counts
     try:
-        serve(fn, device, slots, conn, _Heartbeat(conn, heartbeat))
-    except DeviceLost as lost:
-        conn.send((LOST, lost.result.error if lost.result is not None else str(lost)))
-        conn.close()
-        os._exit(EXIT_LOST)  # no cleanup: every CUDA call, a destructor's too, would fail
+        conn.send((ALIVE, None))  # up: from now on silence counts
+        try:
+            serve(fn, device, slots, conn, _Heartbeat(conn, heartbeat))
+        except DeviceLost as lost:
+            conn.send((LOST, lost.result.error if lost.result is not None else str(lost)))
+            conn.close()
+            os._exit(EXIT_LOST)  # no cleanup: every CUDA call, a destructor's too, would fail
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        os._exit(0)  # the driver is gone
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread while a worker is started: the new process inherits the
+    mask, so that a Ctrl-C during its start-up waits until worker_main ignores it. Here the
+    signal only waits too: it is handled (KeyboardInterrupt) as soon as the block ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _Heartbeat:

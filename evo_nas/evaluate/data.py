@@ -10,10 +10,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import math
 import os
+import resource
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from evo_nas.errors import ConfigError, DataError
+from evo_nas.config import MAXIMUM
+from evo_nas.errors import ConfigError, DataError, short
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+MAX_CLASSES = MAXIMUM["classes"]  # a label beyond it is a mistake, not a class
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -399,16 +404,23 @@ def _not_found(name: str, folders: list[Path], why: str) -> DataError:
 
 # ---------------------------------------------------------------- public loaders
 
+NPZ_ARRAYS = ("x", "y", "x_test", "y_test")  # what a user's .npz may give; other members are never read
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(f"npz file {path} not found; give npz:PATH to a .npz with arrays "
                         "x (uint8 N×H×W[×C]) and y (integer labels), e.g. from numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, EOFError, zlib.error) as err:
+            found = [key for key in npz.files if key in NPZ_ARRAYS]
+            _check_npz_sizes(path, npz.zip, found)  # before anything is inflated
+            arrays = {key: npz[key] for key in found}
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:
         raise DataError(f"{path}: cannot read as a .npz of plain arrays ({_one_line(err)}); "
                         "save it with numpy.savez and no object arrays") from None
+    except MemoryError:
+        raise DataError(f"{path}: not enough memory to load its arrays") from None
     for key in ("x", "y"):
         if key not in arrays:
             raise DataError(f"{path}: no array '{key}' (found: {', '.join(arrays) or 'none'}); "
@@ -416,6 +428,72 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{path}: has only one of x_test and y_test; give both or neither")
     return arrays
+
+
+def _check_npz_sizes(path: Path, archive: zipfile.ZipFile, keys: list[str]) -> None:
+    """Refuse, before inflating anything, an array whose header claims more bytes than its
+    member holds, and arrays that together would not fit in the memory this process can get
+    (a few MB of zip can inflate to GBs). Sizes come from the zip directory and the .npy headers."""
+    total = 0
+    for key in keys:
+        info = archive.getinfo(f"{key}.npy" if f"{key}.npy" in archive.namelist() else key)
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            header = {(1, 0): np.lib.format.read_array_header_1_0,
+                      (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if header is not None:  # (3, 0): utf-8 field names, never image data; np.load checks it
+                shape, _, dtype = header(member)
+                claimed = math.prod(shape) * dtype.itemsize
+                if claimed > info.file_size:
+                    raise DataError(f"{path}: {key} claims {_size(claimed)} (shape {short(shape)}) but holds "
+                                    f"{_size(info.file_size)}; the file is damaged or not made by numpy.savez")
+        total += info.file_size
+    room = memory_room()
+    if room is not None and total > room:
+        raise DataError(f"{path}: its arrays take {_size(total)} once inflated, more than the {_size(room)} of "
+                        f"memory this process can still get; use a smaller data set or more memory")
+
+
+def memory_room() -> int | None:
+    """Bytes this process can still allocate, as far as it can tell: the memory the system has
+    available, less for its own limits (RLIMIT_AS, RLIMIT_DATA) and its cgroup's (Linux; None
+    where none of these can be read)."""
+    status, room = _proc_fields("/proc/self/status"), []
+    available = _proc_fields("/proc/meminfo").get("MemAvailable")
+    if available is not None:
+        room.append(available)
+    for limit, used in ((resource.RLIMIT_AS, "VmSize"), (resource.RLIMIT_DATA, "VmData")):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY:
+            room.append(max(0, soft - status.get(used, 0)))
+    try:
+        cap = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if cap != "max":
+            room.append(max(0, int(cap) - int(Path("/sys/fs/cgroup/memory.current").read_text())))
+    except (OSError, ValueError):
+        pass
+    return min(room) if room else None
+
+
+def _proc_fields(path: str) -> dict[str, int]:
+    """A /proc file's "Name:   123 kB" lines as bytes by name ({} where there is no /proc)."""
+    out = {}
+    try:
+        for line in Path(path).read_text().splitlines():
+            name, _, value = line.partition(":")
+            parts = value.split()
+            if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+                out[name] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def load_npz(path: str | Path, flip: bool = False, classes: int | None = None) -> Dataset:
@@ -434,12 +512,15 @@ def load_npz(path: str | Path, flip: bool = False, classes: int | None = None) -
 
 
 def _npz_classes(y: np.ndarray, path: Path) -> int:
-    present = np.unique(y)
+    present = np.unique(y)  # sorted, none negative (_as_labels)
     k = int(present[-1]) + 1
+    if k > MAX_CLASSES:
+        raise DataError(f"{path}: labels run to {k - 1}, beyond the {MAX_CLASSES:,} classes evonas allows; "
+                        f"labels must be 0..K-1")
     if len(present) != k:
-        missing = sorted(set(range(k)) - set(present.tolist()))
-        raise DataError(f"{path}: labels run to {k - 1} but {len(missing)} of 0..{k - 1} never appear in y "
-                        f"(first missing: {missing[0]}); labels must be 0..K-1, or give the class count "
+        first = int(np.flatnonzero(present != np.arange(len(present)))[0])  # the first label not in place
+        raise DataError(f"{path}: labels run to {k - 1} but {k - len(present)} of 0..{k - 1} never appear in y "
+                        f"(first missing: {first}); labels must be 0..K-1, or give the class count "
                         f"with --classes K")
     return k
 

@@ -6,7 +6,7 @@ network module under `evo_nas.nets`, and one more name in the tuple below.
 
 from __future__ import annotations
 
-from evo_nas.errors import ConfigError
+from evo_nas.errors import ConfigError, short
 from evo_nas.genome import Genome, from_dict
 from evo_nas.spaces import cells, layers, nb201
 from evo_nas.spaces.base import SearchSpace, SpaceEntry
@@ -17,7 +17,7 @@ NAMES = tuple(REGISTRY)
 
 def entry(name: str) -> SpaceEntry:
     if name not in REGISTRY:
-        raise ConfigError(f"space: must be one of {', '.join(REGISTRY)}, got {name!r}")
+        raise ConfigError(f"space: must be one of {', '.join(REGISTRY)}, got {short(name)}")
     return REGISTRY[name]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
-from evo_nas.errors import ConfigError, GenomeError
+from evo_nas.errors import ConfigError, GenomeError, short
 from evo_nas.genome import Genome
 from evo_nas.spaces.hparams import HParamSpace, hparams_key
 
@@ -138,7 +138,7 @@ class SearchSpace:
     def validate(self, genome: Genome, where: str = "genome") -> None:
         """Raise GenomeError (one line naming `where` and the field) unless legal here."""
         if genome.space != self.name:
-            raise GenomeError(f"{where}: space: genome is for {genome.space!r}, this run searches {self.name!r}")
+            raise GenomeError(f"{where}: space: genome is for {short(genome.space)}, this run searches {self.name!r}")
         self.validate_arch(genome, where)
         if self.hparams is not None:
             self.hparams.validate(genome.hparams, where)

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, replace
 
 from evo_nas.canon import Node, canonical_form
-from evo_nas.errors import ConfigError, GenomeError
+from evo_nas.errors import ConfigError, GenomeError, short
 from evo_nas.genome import LIMITS, Genome, at_most, int_list, is_int, mapping, no_unknown_keys
 from evo_nas.spaces.base import SearchSpace, SpaceEntry, option
 
@@ -111,7 +111,7 @@ class CellSpace(SearchSpace):
 
     def check_options(self) -> None:
         if not 1 <= self.blocks <= LIMITS["blocks"]:
-            raise ConfigError(f"blocks: must be 1 to {LIMITS['blocks']}, got {self.blocks}")
+            raise ConfigError(f"blocks: must be 1 to {LIMITS['blocks']}, got {short(self.blocks)}")
         _check_op_set(self.ops, OPS, self.name)
 
     def sample_arch(self, rng: random.Random) -> CellGenome:
@@ -153,7 +153,7 @@ class CellSpace(SearchSpace):
             for i, block in enumerate(cell.blocks):
                 for j, branch in enumerate(block.branches):
                     if branch.op not in self.ops:
-                        raise GenomeError(f"{where}: {name}.blocks[{i}][{j}]: op {branch.op!r} "
+                        raise GenomeError(f"{where}: {name}.blocks[{i}][{j}]: op {short(branch.op)} "
                                           f"is not in this space's op set")
 
     # -- the flat integer encoding (NSGA-Net's micro encoding) ------------------------------
@@ -276,7 +276,7 @@ def _check_cell(cell: Cell, at_cell: str) -> None:
         for j, branch in enumerate(block.branches):
             at = f"{at_cell}.blocks[{i}][{j}]"
             if branch.op not in OPS:
-                raise GenomeError(f"{at}: unknown op {branch.op!r} (known: {', '.join(OPS)})")
+                raise GenomeError(f"{at}: unknown op {short(branch.op)} (known: {', '.join(OPS)})")
             if not 0 <= branch.input <= i + 1:
                 what = "points forward" if branch.input > i + 1 else "is negative"
                 raise GenomeError(f"{at}: input {branch.input} {what}; block {i} may use states 0..{i + 1}")

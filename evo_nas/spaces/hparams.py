@@ -12,7 +12,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from evo_nas.errors import ConfigError, GenomeError
+from evo_nas.errors import ConfigError, GenomeError, short
 from evo_nas.genome import OPTIMIZERS, HParams
 
 NUMERIC = ("lr", "weight_decay", "dropout")  # the genes with a range; the optimizer is categorical
@@ -40,17 +40,19 @@ class HParamSpace:
         for gene in NUMERIC:
             bounds = tuple(float(x) for x in getattr(self, gene))
             if len(bounds) != 2 or not bounds[0] < bounds[1]:
-                raise ConfigError(f"{gene}_range: must be two numbers low,high with low < high, got {list(bounds)}")
+                raise ConfigError(f"{gene}_range: must be two numbers low,high with low < high, "
+                                  f"got {short(list(bounds))}")
             if gene in self.LOG_SCALED and bounds[0] <= 0:
-                raise ConfigError(f"{gene}_range: is searched on a log scale, so must be positive, got {list(bounds)}")
+                raise ConfigError(f"{gene}_range: is searched on a log scale, so must be positive, "
+                                  f"got {short(list(bounds))}")
             hard = self.HARD_LIMITS.get(gene)
             if hard is not None and not (hard[0] <= bounds[0] and bounds[1] < hard[1]):
-                raise ConfigError(f"{gene}_range: must lie in [{hard[0]:g}, {hard[1]:g}), got {list(bounds)}")
+                raise ConfigError(f"{gene}_range: must lie in [{hard[0]:g}, {hard[1]:g}), got {short(list(bounds))}")
             object.__setattr__(self, gene, bounds)
         unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
         if unknown or not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
             raise ConfigError(f"optimizers: must be distinct names from {', '.join(OPTIMIZERS)}, "
-                              f"got {list(self.optimizers)}")
+                              f"got {short(list(self.optimizers))}")
         object.__setattr__(self, "optimizers", tuple(self.optimizers))
 
     @classmethod
@@ -98,7 +100,7 @@ class HParamSpace:
             if not low <= getattr(hp, gene) <= high:
                 raise GenomeError(f"{where}: hparams.{gene}: {getattr(hp, gene)} is outside [{low}, {high}]")
         if hp.optimizer not in self.optimizers:
-            raise GenomeError(f"{where}: hparams.optimizer: {hp.optimizer!r} is not one of {self.optimizers}")
+            raise GenomeError(f"{where}: hparams.optimizer: {short(hp.optimizer)} is not one of {self.optimizers}")
 
 
 def best_candidates(evaluations: list) -> list:

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, replace
 
 from evo_nas.canon import Node, canonical_form
-from evo_nas.errors import ConfigError, GenomeError
+from evo_nas.errors import ConfigError, GenomeError, short
 from evo_nas.genome import LIMITS, Genome, at_most, int_list, is_int, mapping, no_unknown_keys
 from evo_nas.spaces.base import SearchSpace, SpaceEntry, option, reduction_layers
 
@@ -80,15 +80,15 @@ class LayerSpace(SearchSpace):
 
     def check_options(self) -> None:
         if not self.kernel_sizes or any(k <= 0 or k % 2 == 0 for k in self.kernel_sizes):
-            raise ConfigError(f"kernel_sizes: must be odd positive sizes, got {list(self.kernel_sizes)}")
+            raise ConfigError(f"kernel_sizes: must be odd positive sizes, got {short(list(self.kernel_sizes))}")
         if not self.filter_counts or any(f <= 0 for f in self.filter_counts):
-            raise ConfigError(f"filter_counts: must be positive counts, got {list(self.filter_counts)}")
+            raise ConfigError(f"filter_counts: must be positive counts, got {short(list(self.filter_counts))}")
         if self.min_layers < 1:
-            raise ConfigError(f"min_layers: must be positive, got {self.min_layers}")
+            raise ConfigError(f"min_layers: must be positive, got {short(self.min_layers)}")
         if self.min_layers > self.max_layers:
-            raise ConfigError(f"min_layers: {self.min_layers} is above max_layers {self.max_layers}")
+            raise ConfigError(f"min_layers: {short(self.min_layers)} is above max_layers {short(self.max_layers)}")
         if not 0 <= self.skip_prob <= 1:
-            raise ConfigError(f"skip_prob: must be between 0 and 1, got {self.skip_prob}")
+            raise ConfigError(f"skip_prob: must be between 0 and 1, got {short(self.skip_prob)}")
         for name, values, limit in (("kernel_sizes", self.kernel_sizes, "kernel"),
                                     ("filter_counts", self.filter_counts, "filters"),
                                     ("max_layers", (self.max_layers,), "layers")):
@@ -158,7 +158,7 @@ class LayerSpace(SearchSpace):
             for field, allowed in (("height", self.heights), ("width", self.widths),
                                    ("filters", self.filters)):
                 if getattr(layer, field) not in allowed:
-                    raise GenomeError(f"{where}: layers[{i}].{field}: {getattr(layer, field)} is not "
+                    raise GenomeError(f"{where}: layers[{i}].{field}: {short(getattr(layer, field))} is not "
                                       f"one of {list(allowed)}")
 
     # -- the flat integer encoding: a variable-length list of per-layer genes ---------------
@@ -261,17 +261,17 @@ def validate_structure(genome: LayerGenome, where: str) -> None:
         at = f"{where}: layers[{i}]"
         for field in ("height", "width", "filters"):
             if getattr(layer, field) < 1:
-                raise GenomeError(f"{at}.{field}: must be positive, got {getattr(layer, field)}")
+                raise GenomeError(f"{at}.{field}: must be positive, got {short(getattr(layer, field))}")
             at_most(getattr(layer, field), "filters" if field == "filters" else "kernel", f"{at}.{field}")
         for field in ("height", "width"):
             if getattr(layer, field) % 2 == 0:  # odd kernels keep 'same' padding symmetric
-                raise GenomeError(f"{at}.{field}: must be odd, got {getattr(layer, field)}")
+                raise GenomeError(f"{at}.{field}: must be odd, got {short(getattr(layer, field))}")
         if not layer.inputs:
             raise GenomeError(f"{at}.inputs: must name at least one state (0 is the image)")
         if len(set(layer.inputs)) != len(layer.inputs):
-            raise GenomeError(f"{at}.inputs: duplicate input in {list(layer.inputs)}")
+            raise GenomeError(f"{at}.inputs: duplicate input in {short(list(layer.inputs))}")
         if list(layer.inputs) != sorted(layer.inputs):
-            raise GenomeError(f"{at}.inputs: must be sorted, got {list(layer.inputs)}")
+            raise GenomeError(f"{at}.inputs: must be sorted, got {short(list(layer.inputs))}")
         bad = [s for s in layer.inputs if not 0 <= s <= i]
         if bad:
             what = "points forward" if bad[0] > i else "is negative"
@@ -288,7 +288,7 @@ def _layers(data: object, where: str) -> tuple[Layer, ...]:
         no_unknown_keys(d, {"height", "width", "filters", "inputs"}, where, at)
         for key in ("height", "width", "filters"):
             if not is_int(d.get(key)):
-                raise GenomeError(f"{where}: {at}.{key}: must be an integer, got {d.get(key)!r}")
+                raise GenomeError(f"{where}: {at}.{key}: must be an integer, got {short(d.get(key))}")
         inputs = int_list(d.get("inputs"), where, f"{at}.inputs")
         out.append(Layer(height=d["height"], width=d["width"], filters=d["filters"], inputs=tuple(inputs)))
     return tuple(out)

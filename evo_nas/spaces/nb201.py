@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass, replace
 
 from evo_nas.canon import Node, canonical_form
-from evo_nas.errors import GenomeError
+from evo_nas.errors import GenomeError, short
 from evo_nas.genome import Genome
 from evo_nas.spaces.base import SearchSpace, SpaceEntry, option
 from evo_nas.spaces.cells import _check_op_set
@@ -34,16 +34,16 @@ class NB201Genome(Genome):
     def from_arch_string(cls, text: str, **meta) -> NB201Genome:
         groups = text.strip().strip("|").split("|+|")
         if len(groups) != 3:
-            raise GenomeError(f"arch string {text!r}: expected 3 groups separated by '|+|'")
+            raise GenomeError(f"arch string {short(text)}: expected 3 groups separated by '|+|'")
         edges = []
         for target, group in enumerate(groups, start=1):
             items = group.split("|")
             if len(items) != target:
-                raise GenomeError(f"arch string {text!r}: node {target} needs {target} edges")
+                raise GenomeError(f"arch string {short(text)}: node {target} needs {target} edges")
             for src, item in enumerate(items):
                 op, _, source = item.partition("~")
                 if source != str(src):
-                    raise GenomeError(f"arch string {text!r}: edge {item!r} should come from node {src}")
+                    raise GenomeError(f"arch string {short(text)}: edge {short(item)} should come from node {src}")
                 edges.append(op)
         return cls(edges=tuple(edges), **meta)
 
@@ -100,7 +100,7 @@ class NB201Space(SearchSpace):
         genome.check(where)
         for i, op in enumerate(genome.edges):
             if op not in self.ops:
-                raise GenomeError(f"{where}: arch: edge {i} op {op!r} is not in this space's op set")
+                raise GenomeError(f"{where}: arch: edge {i} op {short(op)} is not in this space's op set")
 
     # -- the flat integer encoding: one gene per edge, the index of its op ------------------
     def encode(self, genome: NB201Genome) -> list[int]:
@@ -171,7 +171,7 @@ def validate_structure(genome: NB201Genome, where: str) -> None:
         raise GenomeError(f"{where}: arch: needs {len(EDGES)} edges, got {len(genome.edges)}")
     for i, op in enumerate(genome.edges):
         if op not in OPS:
-            raise GenomeError(f"{where}: arch: edge {i} has unknown op {op!r} (known: {', '.join(OPS)})")
+            raise GenomeError(f"{where}: arch: edge {i} has unknown op {short(op)} (known: {', '.join(OPS)})")
 
 
 ENTRY = SpaceEntry(

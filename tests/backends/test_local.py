@@ -20,6 +20,7 @@ from evo_nas import runner
 from evo_nas.backends.local import LocalBackend, plan_workers
 from evo_nas.records import TIMING_FIELDS, Result, Status
 from tests.fakes import Script, ScriptedEvaluator, peers
+from tests.waiting import HANG, wait_for_lines
 
 TIMINGS = set(TIMING_FIELDS) | {"device"}
 BASE = {"space": "nb201", "init_channels": 4, "depth": 1, "train_limit": 96, "val_limit": 64,
@@ -69,6 +70,56 @@ def test_a_killed_worker_is_replaced_and_its_candidate_retried(serial, tmp_path)
     records = sorted_journal(path)
     assert [r["id"] for r in records] == sorted({r["id"] for r in records})  # nothing twice
     assert records == serial  # nothing lost, nothing changed
+
+
+ROOT = Path(__file__).resolve().parents[2]
+FLAGS = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-limit", "96", "--val-limit", "64",
+         "--bn-recalibration", "64", "--batch-size", "32", "--population", "4", "--generations", "2", "--no-report",
+         "--cpu-threads", "1"]  # BASE as flags
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["ctrl-c", "kill -9"])
+def test_stopped_local_workers_go_quietly_and_the_resume_gives_the_serial_journal(serial, tmp_path, stop):
+    """Ctrl-C in a terminal reaches the whole process group, workers included: only the driver
+    answers, with its one line. kill -9 of the driver orphans the workers: they end at their
+    next word to it, without a traceback. Either way the resume gives the serial journal."""
+    log = tmp_path / "stderr"
+    with open(log, "w") as err:  # a file, not a pipe: orphaned workers write to it after the driver died
+        # start_new_session: a process group of its own, as a terminal's foreground job has
+        proc = subprocess.Popen([sys.executable, "-m", "evo_nas", "run", *FLAGS, "--backend", "local", "--workers",
+                                 "2", "--runs-dir", str(tmp_path), "--name", "x"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        wait_for_lines(tmp_path / "x" / "journal.jsonl", 2, proc)
+        workers = children(proc.pid)
+        if stop == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.kill()
+        proc.wait(timeout=HANG)
+        deadline = time.monotonic() + HANG
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "orphaned workers hang"
+            time.sleep(0.05)
+    stderr = log.read_text()
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    if stop == "ctrl-c":
+        assert proc.returncode == 130 and stderr.strip().splitlines()[-1].startswith("evonas: stopped;"), stderr
+    assert runner.resume(tmp_path / "x").path == tmp_path / "x"
+    assert sorted_journal(tmp_path / "x") == serial
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie left to init is gone for this purpose)."""
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
 
 
 def test_worker_plan_on_cpu():
