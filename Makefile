@@ -1,6 +1,6 @@
 # evonas: two commands set everything up on a fresh machine.
 #   make run    set up (if needed), then run the default search (cells, NSGA-II, Fashion-MNIST)
-#   make test   set up (if needed), then run the test suite
+#   make test   set up (if needed), then run the test suite (make test-fast: the quick part)
 #
 # PyTorch: where `nvidia-smi` finds a GPU we ask for any torch >= 2.4 (pip picks a CUDA
 # build, and an existing CUDA torch in the venv is kept); elsewhere the CPU build
@@ -19,7 +19,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 ARGS ?=
 PIP := $(BIN)/pip install --disable-pip-version-check -q
 
-.PHONY: setup setup-dev run test lint bench gpu-check data clean-venv
+.PHONY: setup setup-dev run test test-fast lint bench gpu-check data clean-venv
 
 # `make run` needs the runtime dependencies only; tests also need pytest, ray, onnx, ...
 setup: $(STAMP)
@@ -52,6 +52,11 @@ run: setup
 
 test: setup-dev
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# The inner loop: every module imported and checked, nothing that trains a network at length or
+# starts a process (tests marked slow, browser or cuda); under a minute on 2 cores.
+test-fast: setup-dev
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not cuda" $(ARGS)
 
 lint: setup-dev
 	$(BIN)/ruff check evo_nas tests

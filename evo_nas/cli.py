@@ -254,6 +254,7 @@ def inspect(genome_file, skeleton, input_shape, classes, init_channels, depth, c
     from evo_nas import inspection
 
     init_channels, depth, cpu_threads = (None if v == "none" else v for v in (init_channels, depth, cpu_threads))
+    configs.BackendConfig(cpu_threads=cpu_threads)  # checked as a run's setting is: at least 1
     summary = inspection.inspect_file(genome_file, _shape(input_shape) if input_shape else None, classes,
                                       init_channels, depth, skeleton, compare or figure is not None, cpu_threads)
     written = inspection.write_figure(summary, figure) if figure is not None else None

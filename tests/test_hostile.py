@@ -303,7 +303,7 @@ def bomb(what: str, tmp_path: Path, run: Path) -> list[str]:
 BOMBS = [  # (what, the words of the one-line answer)
     *[(f"config file: {key}", "anchors and aliases (&name, *name) are not allowed")
       for key in ("population", "objectives", "seed_genomes", "name")],
-    ("run config.yaml", "config.yaml: not valid YAML (line 73, column 16: anchors and aliases"),
+    ("run config.yaml", "column 16: anchors and aliases (&name, *name) are not allowed"),
     *[(f"genome: {key}", "anchors and aliases (&name, *name) are not allowed")
       for key in ("hparams", "filters", "concat")],
     ("npz: a label of 2^40", "labels run to 1099511627776, beyond the 100,000 classes evonas allows"),

@@ -91,7 +91,7 @@ def test_compare_counts_in_the_imagenet_skeleton_inspected(genomes_dir):
     ("nb201_resnet", ["--skeleton", "imagenet"], "--skeleton: nb201 genomes have no skeleton 'imagenet'"),
     ("nb201_resnet", ["--compare"], "--compare: the published ImageNet figures are of cell networks"),
     ("darts_v2", ["--skeleton", "mobile"], "Invalid value for '--skeleton'"),
-    ("darts_v2", ["--cpu-threads", "0"], "Invalid value for '--cpu-threads'"),
+    ("darts_v2", ["--cpu-threads", "0"], "cpu_threads: must be positive, got 0"),
 ])
 def test_a_skeleton_that_does_not_fit_is_one_line_and_exit_2(genomes_dir, capsys, genome, args, message):
     code = main(["inspect", str(genomes_dir / f"{genome}.yaml"), *args])
