@@ -115,6 +115,7 @@ def front_hypervolume(points) -> float:
     return pareto.hypervolume(front, (1.0, 80.0, 80.0))
 
 
+@pytest.mark.slow
 def test_nsga2_matches_a_deap_reference_run():
     def mean_hv(algorithm, seeds=range(30)):
         values = []
@@ -205,6 +206,7 @@ def test_random_operator_sequences_give_valid_genomes(space_index, seed, steps):
 
 @settings(max_examples=30, deadline=None)
 @given(st.sampled_from(range(len(SPACES))), st.integers(0, 2**31), st.lists(st.booleans(), min_size=1, max_size=40))
+@pytest.mark.slow
 def test_every_child_of_random_operator_sequences_builds(space_index, seed, steps):
     """Valid is not enough: every child must become a network, and the last one must run."""
     import torch

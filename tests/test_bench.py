@@ -14,6 +14,7 @@ from evo_nas.errors import Interrupted
 TINY = ["--quick", "--random-cells", "0", "--train-limit", "128", "--epochs", "0.5", "--measurements", "2"]
 
 
+@pytest.mark.slow
 def test_bench_runs_small_on_a_cpu(tmp_path):
     out = tmp_path / "bench"
     result = CliRunner().invoke(cli, ["bench", "--device", "cpu", *TINY, "--in-flight", "1,2", "--out", str(out)])
@@ -50,6 +51,7 @@ def test_spread_is_median_min_max_and_n():
     assert bench.spread([]) == {"median": None, "min": None, "max": None, "n": 0}
 
 
+@pytest.mark.slow
 def test_an_interrupted_bench_keeps_what_it_measured(tmp_path):
     def stop_at_in_flight(line):
         if "in flight 1, 1/" in line:

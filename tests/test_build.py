@@ -42,6 +42,7 @@ def cells(normal: Cell, reduce: Cell | None = None) -> CellGenome:
 @pytest.mark.parametrize("shape", SHAPES, ids=["1x28x28", "3x32x32"])
 @pytest.mark.parametrize("space", ["cells", "layers", "nb201"])
 @pytest.mark.parametrize("seed", range(3))
+@pytest.mark.slow
 def test_random_genomes_train_forward_and_backward(space, shape, seed):
     torch.manual_seed(seed)
     model = build(sample(space, seed), small(space, shape)).train()
@@ -54,6 +55,7 @@ def test_random_genomes_train_forward_and_backward(space, shape, seed):
 
 
 @pytest.mark.parametrize("space", ["cells", "layers", "nb201"])
+@pytest.mark.slow
 def test_forward_reads_no_tensor_value_on_the_host(space, monkeypatch):
     """No .item(), bool(tensor), ... in forward/backward: what a CUDA graph capture needs."""
     kw = {"auxiliary": True, "drop_path": 0.2} if space == "cells" else {}
@@ -102,6 +104,7 @@ class TestCellNetwork:
         assert sizes == [(32, 32, 32), (32, 32, 32), (64, 16, 16), (64, 16, 16), (128, 8, 8), (128, 8, 8)]
 
     @pytest.mark.parametrize("shape, pool", [((3, 32, 32), nn.AvgPool2d), ((1, 28, 28), nn.AdaptiveAvgPool2d)])
+    @pytest.mark.slow
     def test_auxiliary_head_in_training_only(self, shape, pool):
         model = build(sample("cells", 0), Skeleton(input_shape=shape, classes=7, init_channels=8, depth=6,
                                                    auxiliary=True))

@@ -96,6 +96,7 @@ def test_a_run_without_successes_has_no_front(tmp_path):
     ("darts_v2.yaml", {"init_channels": 8, "depth": 5, "auxiliary": True, "drop_path": 0.2}),
     ("nb201_resnet.yaml", {"init_channels": 8, "depth": 1}),
 ], ids=["cells", "nb201"])
+@pytest.mark.slow
 def test_onnx_runs_in_onnxruntime_with_torchs_outputs(tmp_path, genome_file, sizes):
     skeleton = Skeleton(input_shape=(1, 28, 28), classes=10, **sizes)
     torch.manual_seed(0)

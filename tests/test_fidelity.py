@@ -34,6 +34,7 @@ def test_rank_statistics_edges():
     assert stats.ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
 
 
+@pytest.mark.slow
 def test_the_bootstrap_interval_holds_the_estimate_and_shrinks_with_more_data():
     rng = random.Random(1)
     x = [rng.random() for _ in range(80)]
@@ -45,6 +46,7 @@ def test_the_bootstrap_interval_holds_the_estimate_and_shrinks_with_more_data():
     assert narrow.tau_high - narrow.tau_low < wide.tau_high - wide.tau_low
 
 
+@pytest.mark.slow
 def test_a_tiny_measurement_writes_its_tables_and_resumes(tmp_path, capsys):
     args = ["fidelity", *TINY, *SMALL, "--runs-dir", str(tmp_path), "--name", "fid"]
     assert main(args) == 0, capsys.readouterr().err

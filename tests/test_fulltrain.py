@@ -58,6 +58,7 @@ def comparable(metrics: dict) -> dict:
 
 
 @pytest.mark.parametrize("target", [NB201, DARTS], ids=["nb201", "cells"])
+@pytest.mark.slow
 def test_an_interrupted_training_resumes_to_identical_weights_and_metrics(tmp_path, target):
     whole = run(tiny(target, tmp_path / "whole"), log=None)
     cfg = tiny(target, tmp_path / "parts")
@@ -86,6 +87,7 @@ def test_a_diverging_training_is_one_line_error(tmp_path):
     assert not (tmp_path / "out" / "checkpoint.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_the_files_a_training_writes(tmp_path):
     cfg = tiny(NB201, tmp_path / "out", onnx=True)
     result = run(cfg, log=None)
@@ -124,6 +126,7 @@ def test_final_skeletons_per_space(tmp_path):
             config_from_options(str(target), option)
 
 
+@pytest.mark.slow
 def test_another_config_in_the_same_folder_is_refused(tmp_path, capsys):
     cfg = tiny(NB201, tmp_path / "out")
     with pytest.raises(Interrupted):
@@ -140,6 +143,7 @@ def test_another_config_in_the_same_folder_is_refused(tmp_path, capsys):
     assert run(dataclasses.replace(cfg, origin="elsewhere.yaml"), log=None).resumed_from == 1
 
 
+@pytest.mark.slow
 def test_the_graph_path_walks_the_eager_steps_and_falls_back_to_an_eager_run(tmp_path, monkeypatch):
     """Warm-up, capture and replays run the steps of the eager loop (epoch 1); a failed capture
     restarts from the state the session began with (epoch 2, resumed from a checkpoint), so the
@@ -160,6 +164,7 @@ def test_the_graph_path_walks_the_eager_steps_and_falls_back_to_an_eager_run(tmp
     assert [h["path"] for h in history] == ["graph", "eager"]
 
 
+@pytest.mark.slow
 def test_the_graph_is_captured_once_for_all_epochs(tmp_path, monkeypatch):
     graph_path_on_cpu(monkeypatch)
     metrics = run(tiny(DARTS, tmp_path / "out"), log=None).metrics
@@ -252,6 +257,7 @@ def test_a_folder_that_is_not_a_training_is_refused(tmp_path):
         run(tiny(NB201, tmp_path / "out"), log=None)
 
 
+@pytest.mark.slow
 def test_a_training_stopped_in_its_first_epoch_starts_again_with_the_same_command(tmp_path):
     """Ctrl-C (or kill -9, which leaves the same files) before the first checkpoint: the folder is
     evonas's own, and the same command trains in it, as the message says."""
@@ -264,7 +270,7 @@ def test_a_training_stopped_in_its_first_epoch_starts_again_with_the_same_comman
         run(cfg, log=None, on_steps=ctrl_c)
     assert (tmp_path / "out").is_dir() and not (tmp_path / "out" / "checkpoint.safetensors").exists()
     result = run(cfg, log=None)
-    assert result.resumed_from == 0 and [h["epoch"] for h in result.metrics["history"]] == [1, 2]
+    assert result.resumed_from == 0 and [h["epoch"] for h in result.metrics["per_epoch"]] == [1, 2]
 
 
 def test_data_without_a_test_split_is_refused_before_out_is_made(tmp_path, capsys):
@@ -276,6 +282,7 @@ def test_data_without_a_test_split_is_refused_before_out_is_made(tmp_path, capsy
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_every_step_is_told_with_the_epochs_mean_loss_so_far(tmp_path):
     told = []
     result = run(tiny(NB201, tmp_path / "bar"), log=None,
@@ -288,6 +295,7 @@ def test_every_step_is_told_with_the_epochs_mean_loss_so_far(tmp_path):
         assert last == [pytest.approx(h["train_loss"], rel=1e-5)]
 
 
+@pytest.mark.slow
 def test_the_epoch_bar_draws_steps_loss_and_images_per_second(tmp_path):
     from io import StringIO
 

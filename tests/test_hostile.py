@@ -312,6 +312,7 @@ BOMBS = [  # (what, the words of the one-line answer)
 ]
 
 
+@pytest.mark.slow  # a process each, under a memory limit
 @pytest.mark.parametrize("what, words", BOMBS, ids=[what for what, _ in BOMBS])
 def test_a_bomb_is_one_line_within_a_memory_and_a_time_limit(what, words, tmp_path, run):
     args = bomb(what, tmp_path, run)
@@ -332,6 +333,7 @@ def two_generations(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("how", ["deleted", "fields missing", "wrong types", "nested deeply"])
+@pytest.mark.slow
 def test_a_damaged_snapshot_falls_back_and_the_resume_equals_the_run(finished, two_generations, tmp_path, how):
     shutil.copytree(two_generations, tmp_path / "cut")
     damage_snapshots(tmp_path / "cut", how)
@@ -463,6 +465,7 @@ def test_a_full_disk_stops_a_run_in_one_line_and_loses_nothing(finished, four_ge
 
 # -- two processes, kills, signals ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_process_on_a_run_is_refused_naming_the_holder(run):
     before = files(run)
     with RunDir(run).locked():
@@ -473,6 +476,7 @@ def test_a_second_process_on_a_run_is_refused_naming_the_holder(run):
     assert evonas("resume", run, "--generations", "4").returncode == 0
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_its_directory_is_made_leaves_no_dead_end(tmp_path):
     """What a kill between config.yaml and meta.json leaves: a hidden temporary folder, no run."""
     leftover = tmp_path / ".mine.tmp-99999"
@@ -484,6 +488,7 @@ def test_a_run_killed_while_its_directory_is_made_leaves_no_dead_end(tmp_path):
     assert RunDir.open(tmp_path / "mine").history().trained() == 4
 
 
+@pytest.mark.slow
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes_to_the_same_journal(finished, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "evo_nas", "run", *TINY, "--runs-dir", str(tmp_path), "--name",
                              "term", "--generations", "3"], cwd=ROOT, stdout=subprocess.DEVNULL,

@@ -52,3 +52,13 @@ def test_the_package_has_no_import_cycle():
 def test_a_cycle_is_found_where_there_is_one():
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_every_module_imports():
+    """The fast loop (make test-fast) touches every module: each imports (torch, plotly and pandas
+    are installed where the tests run)."""
+    import importlib
+
+    for module in sorted(MODULES):
+        if module != "evo_nas.__main__":  # `python -m evo_nas`: it runs the command line
+            importlib.import_module(module)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from evo_nas import spaces
 from evo_nas.genome_io import dumps, loads
 from tests.chain_space import ENTRY, ChainGenome
@@ -45,6 +47,7 @@ def test_no_code_refers_to_files_outside_the_repository():
             assert not outside.search(path.read_text()), path
 
 
+@pytest.mark.slow
 def test_a_fourth_space_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
     monkeypatch.setitem(spaces.REGISTRY, "chain", ENTRY)  # the registry line
     genome = ChainGenome(widths=(2, 4, 6), name="mine")

@@ -16,6 +16,7 @@ from tests.test_run import TINY
 LINE = re.compile(r"gen (\d+)  evals (\d+) .*  \d+%  elapsed .+  ETA (.+)$")
 
 
+@pytest.mark.slow
 def test_a_line_per_evaluation_with_an_eta_from_the_first_one(tmp_path):
     result = CliRunner().invoke(cli, ["run", *TINY, "--runs-dir", str(tmp_path), "--name", "p", "--generations", "2"])
     assert result.exit_code == 0, result.output
@@ -34,6 +35,7 @@ def test_one_progress_line_and_one_way_to_write_a_duration():
     assert [progress.duration(s) for s in (None, 3.21, 252, 7500)] == ["-", "3.2 s", "4 min 12 s", "2 h 05 min"]
 
 
+@pytest.mark.slow
 def test_a_long_candidate_tells_its_steps(tmp_path, monkeypatch):
     monkeypatch.setattr(serial, "STEPS_EVERY", 0.0)  # every step, and every line: the test must not wait
     monkeypatch.setattr(progress, "STEPS_LINE_EVERY", 0.0)

@@ -121,6 +121,7 @@ def test_refine_refuses_a_run_without_hyperparameter_genes(tmp_path, capsys):
     assert "did not search hyperparameters" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_ranges_then_runs_them(tmp_path, capsys):
     run = hand_made_run(tmp_path)
     assert main(["refine", str(run.path), "--dry-run"]) == 0

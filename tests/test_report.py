@@ -696,6 +696,7 @@ def without_plotly(code: str, cwd: Path) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 def test_without_plotly_a_refresh_writes_the_tables_and_skips_the_page_with_one_warning(history):
     """A default `evonas run` on a machine without plotly once died after generation 0 (issue 21)."""
     done = without_plotly("import warnings; from evo_nas import report; from evo_nas.store import RunDir; "

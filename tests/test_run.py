@@ -20,6 +20,8 @@ from evo_nas.records import TIMING_FIELDS
 from evo_nas.store import RunDir
 from tests.waiting import HANG, wait_for_lines
 
+pytestmark = pytest.mark.slow  # every test here trains networks or starts processes
+
 ROOT = Path(__file__).resolve().parents[1]
 # NB201 cells at C=4, one cell per stage, 96 training images: ~0.3 s an evaluation on 2 cores.
 TINY = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-limit", "96", "--val-limit", "64",

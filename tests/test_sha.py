@@ -3,10 +3,14 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from evo_nas import config as configs
 from evo_nas import pareto
 from evo_nas.cli import main
 from evo_nas.records import TIMING_FIELDS, Result
+
+pytestmark = pytest.mark.slow  # every test here trains networks or starts processes
 
 TINY = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-limit", "128", "--val-limit", "64",
         "--bn-recalibration", "64", "--batch-size", "16", "--population", "4", "--no-report",

@@ -181,6 +181,7 @@ def test_the_study_page_has_the_table_the_hypervolume_and_labelled_bands(small):
     assert page.count("Plotly.newPlot") == 2 and "<meta name='generator' content='evonas report'>" in page
 
 
+@pytest.mark.slow
 def test_without_plotly_the_study_writes_its_csv_and_skips_the_page(tmp_path):
     done = without_plotly("from evo_nas import study; print(sorted(study.run_study(study.StudyConfig("
                           "algorithms=('random',), seeds=2, budget=10, out='out')).files))", tmp_path)

@@ -52,6 +52,7 @@ def test_deap_operators_give_valid_genomes_by_construction(index, operators, see
 
 @settings(max_examples=10, deadline=None)
 @given(st.sampled_from(range(len(SPACES))), st.integers(0, 2**31), st.lists(st.booleans(), min_size=1, max_size=20))
+@pytest.mark.slow
 def test_every_child_of_deap_operators_builds_and_the_last_one_runs(index, seed, steps):
     import torch
 
@@ -153,6 +154,7 @@ def journal(path) -> list[dict]:
             for line in Path(path, "journal.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_runs_with_deap_operators_repeat_and_resume_exactly(tmp_path):
     def run(name, generations, *more):
         assert main(["run", *TINY, "--runs-dir", str(tmp_path), "--name", name, "--generations", str(generations),

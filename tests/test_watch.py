@@ -102,6 +102,7 @@ def started(process: subprocess.Popen) -> str:
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.slow
 def test_ctrl_c_and_sigterm_stop_it_cleanly(run, signum, code):
     before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
     process = evonas("watch", run.path, "--port", "0")

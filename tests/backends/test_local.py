@@ -22,6 +22,8 @@ from evo_nas.records import TIMING_FIELDS, Result, Status
 from tests.fakes import Script, ScriptedEvaluator, peers
 from tests.waiting import HANG, wait_for_lines
 
+pytestmark = pytest.mark.slow  # every test here trains networks or starts processes
+
 TIMINGS = set(TIMING_FIELDS) | {"device"}
 BASE = {"space": "nb201", "init_channels": 4, "depth": 1, "train_limit": 96, "val_limit": 64,
         "bn_recalibration": 64, "batch_size": 32, "population": 4, "generations": 2, "report": False,

@@ -17,6 +17,8 @@ from evo_nas.cli import main
 from evo_nas.records import TIMING_FIELDS
 from tests.waiting import HANG
 
+pytestmark = pytest.mark.slow  # every test here trains networks or starts processes
+
 ray = pytest.importorskip("ray")
 
 TIMINGS = set(TIMING_FIELDS) | {"device"}

@@ -74,6 +74,7 @@ def test_nb201_all_conv3x3_cell_has_1531546_parameters():
     assert count_params(model) == 1_531_546  # NASLib's NB201 data: 1.531546M
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_the_shape_pass_agrees_with_flop_counter_on_published_cells(published, published_counts, name):
     assert published_counts[name].macs == flop_counter_macs(published[name], CIFAR10.input_shape)

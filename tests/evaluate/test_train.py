@@ -124,6 +124,7 @@ class ZeroLogits(nn.Module):
 
 # ---------------------------------------------------------------- CPU
 
+@pytest.mark.slow
 def test_learns_fashion_mnist_on_cpu(cpu_data):
     train_data, val_data = cpu_data
     result = train(small_net(), train_data, val_data, TrainConfig(epochs=2, batch_size=128), "cpu", seed=0)
@@ -135,6 +136,7 @@ def test_learns_fashion_mnist_on_cpu(cpu_data):
     assert result.images_per_s > 0 and result.wall_time > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_other_seed_other_numbers(cpu_data):
     cfg = TrainConfig(epochs=1, batch_size=128)
 
@@ -148,6 +150,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(cpu_data):
 
 
 @pytest.mark.parametrize("epochs, steps", [(0.5, 4), (1.5, 12), (0.01, 1)])
+@pytest.mark.slow
 def test_fractional_epochs_run_that_fraction_of_the_batches(cpu_data, epochs, steps):
     cfg = TrainConfig(epochs=epochs, batch_size=250)  # 2000 images: 8 batches an epoch
     result = train(small_net(), *cpu_data, cfg, "cpu", seed=0)
@@ -186,6 +189,7 @@ def test_aux_head_and_drop_path_annealing(cpu_data):
     assert not model.training
 
 
+@pytest.mark.slow
 def test_hparams_override_optimizer_lr_and_weight_decay(cpu_data):
     hp = SimpleNamespace(lr=0.004, weight_decay=1e-4, optimizer="adam", dropout=0.3)
     result = train(small_net(), *cpu_data, TrainConfig(batch_size=128), "cpu", seed=0, hparams=hp)
@@ -305,6 +309,7 @@ def eager_on_cpu(model, data, cfg):
 
 
 @pytest.mark.parametrize("fail", [False, True])
+@pytest.mark.slow
 def test_graph_orchestration_matches_eager_and_falls_back_from_the_start(monkeypatch, cpu_data, fail):
     """Warm-up, capture and replays walk the same steps with the same schedule as the eager
     loop; after a failed capture the run restarts from the initial weights and seeds."""
@@ -776,6 +781,7 @@ def same(a, b) -> bool:
         (b.val_accuracy, b.train_loss, b.steps, b.path, b.fallback_reason)
 
 
+@pytest.mark.slow
 def test_candidates_in_flight_give_what_each_gives_alone_nan_and_time_limit_too(cpu_data):
     """On the CPU (streams None) three trainings interleaved give bit for bit what each gives
     alone; a NaN fails its own candidate at its step; and a time limit counts a candidate's
@@ -807,6 +813,7 @@ class SlowNet(nn.Module):
         return self.inner(x)
 
 
+@pytest.mark.slow
 def test_a_failed_capture_beside_replaying_graphs_falls_back_alone(monkeypatch, cpu_data):
     """The graph path's orchestration on the CPU (FakeGraphedStep): one candidate's capture
     fails while two others replay theirs; it restarts eagerly from its initial state, and

@@ -49,6 +49,7 @@ def all_cells():
     return list(itertools.product(NB201_OPS, repeat=6))
 
 
+@pytest.mark.slow
 def test_keys_agree_with_brute_force_isomorphism_on_all_15625_cells(all_cells):
     keys = {}
     for edges in all_cells:
@@ -60,6 +61,7 @@ def test_keys_agree_with_brute_force_isomorphism_on_all_15625_cells(all_cells):
     assert len(keys) == 6985
 
 
+@pytest.mark.slow
 def test_every_benchmark_arch_string_parses_round_trips_and_keys_into_6985_classes():
     from evo_nas.nb201_table import table
 
