@@ -9,8 +9,8 @@ runs is what is counted (`torch.utils.flop_counter` on a real forward agrees: it
 That pass computes shapes, not convolutions: for its duration every Conv2d and Linear returns
 zeros of its output's shape (its MACs follow from that shape and its own sizes) and every
 BatchNorm (2d, or 1d over pooled features) passes its input on, so no weight is read and the
-rest (pools, additions, concats) is cheap. A model built on the meta device (`count`) is counted the same way, without ever
-having memory or initial weights. docs/reference-cells.md gives the timings.
+rest (pools, additions, concats) is cheap. A model built on the meta device (`count`) is
+counted the same way, without ever having memory or initial weights. docs/reference-cells.md gives the timings.
 """
 
 from __future__ import annotations
