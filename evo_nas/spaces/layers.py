@@ -299,7 +299,7 @@ ENTRY = SpaceEntry(
     fitness="validation accuracy of the layer stack itself (it sets its own widths and depth), after the brief "
             "proxy training",
     skeleton_fields=frozenset({"reductions", "dropout"}),
-    # CPU (docs/layers.md; BENCHMARKS.md, "The CPU proxy"): measured on 8 genomes of tuning seed
+    # CPU (docs/layers.md; BENCHMARKS.md, "The layer space's CPU proxy"): 8 genomes of tuning seed
     # 1000 with the network that pools mixed sizes down and standardises the classifier's input.
     # - train_limit 4,500: 1,200 images (19 steps) left the median at 0.62, 3,000 at 0.73-0.75,
     #   4,500 at 0.76-0.77 (0.764 over the 16 genomes of seed 0: the shipped table). The networks
