@@ -199,19 +199,41 @@ class TestLayerNetwork:
     def test_hand_counted_parameters_and_macs(self):
         model = build(self.GENOME, self.SKELETON)
         params = (3 * 4 * 3 * 3 + 2 * 4) + (4 * 4 * 3 * 3 + 2 * 4) + ((3 + 4) * 5 * 1 * 3 + 2 * 5) + (5 * 10 + 10)
-        assert count_params(model) == params == 443
-        macs = 32 * 32 * 4 * (3 * 9) + 16 * 16 * 4 * (4 * 9) + 32 * 32 * 5 * (7 * 3) + 5 * 10
+        assert count_params(model) == params == 443  # the head's BatchNorm has no affine parameters
+        # layer 2 works at 16x16, the size of its smaller input
+        macs = 32 * 32 * 4 * (3 * 9) + 16 * 16 * 4 * (4 * 9) + 16 * 16 * 5 * (7 * 3) + 5 * 10
         assert count_macs(model, self.SKELETON.input_shape) == macs
 
-    def test_smaller_inputs_are_zero_padded_bottom_right(self):
+    def test_larger_inputs_are_average_pooled_to_the_smallest(self):
         model = build(self.GENOME, self.SKELETON).eval()
         seen = {}
+        model.layers[1].register_forward_hook(lambda m, inp, out: seen.update(layer1=out))
         model.layers[2].conv.register_forward_hook(lambda m, inp, out: seen.update(x=inp[0], out=out))
-        model(torch.randn(2, 3, 32, 32))
-        x = seen["x"]  # (2, 3 + 4, 32, 32): the image, then layer 1's 16x16 output padded
-        assert x.shape == (2, 7, 32, 32) and seen["out"].shape == (2, 5, 32, 32)
-        assert not x[:, 3:, 16:, :].any() and not x[:, 3:, :, 16:].any()
-        assert x[:, 3:, :16, :16].any()
+        image = torch.randn(2, 3, 32, 32)
+        model(image)
+        x = seen["x"]  # (2, 3 + 4, 16, 16): the image pooled 2x2, then layer 1's 16x16 output
+        assert x.shape == (2, 7, 16, 16) and seen["out"].shape == (2, 5, 16, 16)
+        torch.testing.assert_close(x[:, :3], nn.functional.avg_pool2d(image, 2))
+        torch.testing.assert_close(x[:, 3:], seen["layer1"])
+
+    def test_odd_sizes_pool_to_the_ceil_halved_size(self):
+        # 9x13 -> layer 1 (stride 2) -> 5x7; layer 2 reads the image and layer 1: works at 5x7.
+        model = build(self.GENOME, Skeleton(input_shape=(3, 9, 13), classes=3, reductions=1))
+        assert model(torch.randn(2, 3, 9, 13)).shape == (2, 3)
+        assert model.layers[2].pools == ((5, 7), None)
+
+    def test_the_classifier_sees_standardised_features(self):
+        torch.manual_seed(0)
+        model = build(self.GENOME, self.SKELETON).train()
+        seen = {}
+        model.norm.register_forward_hook(lambda m, inp, out: seen.update(pooled=inp[0]))
+        model.classifier.register_forward_hook(lambda m, inp, out: seen.update(f=inp[0]))
+        model(torch.randn(16, 3, 32, 32))
+        pooled, f = seen["pooled"], seen["f"]  # (16, 5): layer 2's pooled ReLU outputs, then standardised
+        # at initialisation: an offset of ~0.39 (the mean of a ReLU'd unit normal), an sd of ~0.05 between images
+        assert (pooled > 0).all() and pooled.std(0).max() < 0.25 * pooled.mean(0).min()
+        torch.testing.assert_close(f.mean(0), torch.zeros(5), atol=1e-5, rtol=0)
+        torch.testing.assert_close(f.var(0, unbiased=False), torch.ones(5), atol=0.05, rtol=0)  # BatchNorm's eps
 
     def test_every_unread_layer_feeds_the_classifier(self):
         genome = LayerGenome(layers=(Layer(3, 3, 4, (0,)), Layer(3, 3, 6, (1,)), Layer(3, 3, 5, (1,))))

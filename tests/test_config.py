@@ -59,6 +59,10 @@ def test_presets_fill_only_what_is_left_open():
     assert (nb.data.train_limit, nb.data.val_limit) == (1200, 500)  # the general CPU preset
     layers = configs.from_mapping({"space": "layers"}, device="cpu")
     assert (layers.skeleton.init_channels, layers.skeleton.depth) == (None, None)  # a layer stack sets its own
+    # the layer space's own CPU proxy (docs/layers.md), under what a flag gives
+    assert (layers.data.train_limit, layers.data.val_limit, layers.train.batch_size) == (4500, None, 32)
+    assert configs.from_mapping({"space": "layers", "batch_size": 64}, device="cpu").train.batch_size == 64
+    assert configs.from_mapping({"space": "layers"}, device="cuda").train.batch_size == 512  # GPU: the presets'
 
 
 def test_the_resolved_config_round_trips_through_its_sections():

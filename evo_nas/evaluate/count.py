@@ -8,9 +8,9 @@ runs is what is counted (`torch.utils.flop_counter` on a real forward agrees: it
 
 That pass computes shapes, not convolutions: for its duration every Conv2d and Linear returns
 zeros of its output's shape (its MACs follow from that shape and its own sizes) and every
-BatchNorm2d passes its input on, so no weight is read and the rest (pools, additions, concats)
-is cheap. A model built on the meta device (`count`) is counted the same way, without ever
-having memory or initial weights. docs/reference-cells.md gives the timings.
+BatchNorm (2d, or 1d over pooled features) passes its input on, so no weight is read and the
+rest (pools, additions, concats) is cheap. A model built on the meta device (`count`) is
+counted the same way, without ever having memory or initial weights. docs/reference-cells.md gives the timings.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def shape_pass(model: nn.Module, input_shape: tuple[int, int, int]) -> tuple[int
 
 @contextlib.contextmanager
 def _shapes_only(model: nn.Module, tally: dict):
-    """Conv2d, Linear and BatchNorm2d (which hold every parameter of evonas's networks) replaced,
+    """Conv2d, Linear and BatchNorm (which hold every parameter of evonas's networks) replaced,
     on the instances, by what their output's shape needs; the MACs added to tally["macs"]."""
     patched = []
     for m in model.modules():
@@ -116,7 +116,7 @@ def _stand_in(m: nn.Module, tally: dict):
         _expect(m, x.shape[1], m.num_features)
         return x
 
-    kinds = ((nn.Conv2d, conv), (nn.Linear, linear), (nn.BatchNorm2d, batch_norm))
+    kinds = ((nn.Conv2d, conv), (nn.Linear, linear), (nn.modules.batchnorm._BatchNorm, batch_norm))
     return next((f for kind, f in kinds if isinstance(m, kind)), None)
 
 

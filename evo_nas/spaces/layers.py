@@ -299,4 +299,18 @@ ENTRY = SpaceEntry(
     fitness="validation accuracy of the layer stack itself (it sets its own widths and depth), after the brief "
             "proxy training",
     skeleton_fields=frozenset({"reductions", "dropout"}),
+    # CPU (docs/layers.md; BENCHMARKS.md, "The layer space's CPU proxy"): 8 genomes of tuning seed
+    # 1000 with the network that pools mixed sizes down and standardises the classifier's input.
+    # - train_limit 4,500: 1,200 images (19 steps) left the median at 0.62, 3,000 at 0.73-0.75,
+    #   4,500 at 0.76-0.77 (0.764 over the 16 genomes of seed 0: the shipped table). The networks
+    #   cost a third of what they did, so this is 1.4x the cells proxy's CPU time per evaluation
+    #   (20.5 s against 15.0 s, mean of 8 genomes each, the same loaded sitting).
+    # - batch_size 32: twice the steps for the same images and the same CPU time (+2 points of
+    #   median at 3,000 images; batch 16 no better); lr stays the preset's 0.4 per 256 (0.2 and 0.8
+    #   tied with it once the classifier's input is standardised).
+    # - val_limit none: the whole validation split (6,000 images), as the cells proxy: even so
+    #   63% of an evaluation's noise is the validation set's binomial noise (2,000 images would
+    #   save ~30% of the time and about triple that part).
+    # GPU: the presets' image budget, unmeasured for this space.
+    proxy={"cpu": {"train_limit": 4500, "batch_size": 32, "val_limit": None}},
 )
