@@ -231,6 +231,13 @@ class SearchConfig:
     fidelity: str = setting("none", "none, or sha: successive halving inside each generation", FIDELITIES)
     sha_rungs: int = setting(3, "successive-halving rungs")
     retries: int = setting(50, "attempts to breed a child never evaluated before", cli=False)
+    predictor: bool = setting(False, "nsga2, aging: after the first population, breed more children than train "
+                                     "and train those a model fitted on the run's results predicts best "
+                                     "(README, \"Search quality\")")
+    # PREDICTOR_DEFAULTS: chosen on the NB201 study's tuning seeds (the evidence is next to them)
+    predictor_ratio: float = setting(4.0, "with --predictor: children bred per child trained")
+    predictor_explore: float = setting(0.25, "with --predictor, aging: chance that a trained child is drawn at "
+                                             "random from those bred instead of the predicted best")
 
     def __post_init__(self):
         _choices(self)
@@ -245,6 +252,12 @@ class SearchConfig:
         _check(0 <= self.noise < 1, f"noise: must be at least 0 and below 1 (a fraction of accuracy), got {self.noise}")
         _check(self.algorithm != "aging" or self.sample <= self.population,
                f"sample: tournament size {self.sample} exceeds the population {self.population}")
+        _check(not self.predictor or self.algorithm in ("nsga2", "aging"),
+               f"predictor: screens the children of nsga2 and aging; {self.algorithm} has none to screen")
+        _check(1 <= self.predictor_ratio <= 100,
+               f"predictor_ratio: must be between 1 and 100, got {self.predictor_ratio}")
+        _check(0 <= self.predictor_explore <= 1,
+               f"predictor_explore: must be between 0 and 1, got {self.predictor_explore}")
         _bounded(self)
 
 

@@ -30,7 +30,6 @@ from evo_nas.stats import kendall_tau, tau_with_interval
 from evo_nas.store import RunDir
 
 PROXY, REFERENCE = 0, 1  # the rung of a journal line: which fidelity it measured
-NASWOT_IMAGES = 64
 
 
 @dataclass(frozen=True)
@@ -161,11 +160,10 @@ def naswot_scores(cfg: RunConfig, genomes: list[Genome]) -> list[float]:
     import torch
 
     from evo_nas.build import build
-    from evo_nas.evaluate.evaluator import eval_seed, resident_data
-    from evo_nas.evaluate.zero_cost import naswot
+    from evo_nas.evaluate.evaluator import eval_seed
+    from evo_nas.evaluate.zero_cost import naswot, naswot_images
 
-    train, _ = resident_data(cfg.data, cfg.seed, "cpu")
-    images = train.images[:NASWOT_IMAGES].float().contiguous()
+    images = naswot_images(cfg)
     scores = []
     for i, genome in enumerate(genomes):
         torch.manual_seed(eval_seed(cfg.seed, i))

@@ -68,7 +68,7 @@ class Result:
 
 
 RESULT_FIELDS = tuple(f.name for f in fields(Result))
-TIMING_FIELDS = ("wall_time", "images_per_s", "finished")  # differ between otherwise identical runs
+TIMING_FIELDS = ("wall_time", "images_per_s", "finished", "screen_s")  # differ between otherwise identical runs
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ class Record:
     cache_of: int | None = None  # the evaluation whose result this network already had
     finished: str | None = None  # local time the line was written
     repeat: int | None = None  # which of the R trainings of `--repeats R` (None: R = 1)
+    predicted: float | None = None  # the predictor's accuracy for it when it was screened (`--predictor`)
+    screen_s: float | None = None  # seconds its generation's screening took per child screened
     extra: dict = field(default_factory=dict, compare=False)  # fields of other versions, kept as read
 
     @property
@@ -110,7 +112,7 @@ class Record:
         out = {"id": self.id, "rung": self.rung, "generation": self.generation, "key": self.key,
                "genome": self.genome.to_dict(), "parents": list(self.parents), "operator": self.operator,
                **self.extra, **self.result.to_json()}
-        for name in ("cache_of", "finished", "repeat"):
+        for name in ("cache_of", "finished", "repeat", "predicted", "screen_s"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out
@@ -139,15 +141,19 @@ class Record:
         for name in ("accuracy", "macs", "params", "train_loss", "epochs", "wall_time", "images_per_s"):
             if getattr(result, name) is not None and not _is_number(getattr(result, name)):
                 raise ValueError(f"{name} must be a number")
+        for name in ("predicted", "screen_s"):
+            if d.get(name) is not None and not _is_number(d[name]):
+                raise ValueError(f"{name} must be a number")
         parents = d.get("parents") or ()
         if not isinstance(parents, list | tuple) or not all(_is_int(p) for p in parents):
             raise ValueError("parents must be a list of ids")
         known = {"id", "rung", "generation", "key", "genome", "parents", "operator", "cache_of", "finished",
-                 "repeat", *RESULT_FIELDS}
+                 "repeat", "predicted", "screen_s", *RESULT_FIELDS}
         return cls(id=d["id"], generation=d["generation"], genome=parse_genome(d.get("genome"), "genome"),
                    key=str(d.get("key", "")), result=result, rung=d.get("rung", 0), parents=tuple(parents),
                    operator=str(d.get("operator", "")), cache_of=d.get("cache_of"), finished=d.get("finished"),
-                   repeat=d.get("repeat"), extra={k: v for k, v in d.items() if k not in known})
+                   repeat=d.get("repeat"), predicted=d.get("predicted"), screen_s=d.get("screen_s"),
+                   extra={k: v for k, v in d.items() if k not in known})
 
 
 def _is_int(x: object) -> bool:

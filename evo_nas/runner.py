@@ -244,9 +244,9 @@ class Job:
             state_from_json(snapshot["rng"], rng)
             state_from_json(snapshot["python_rng"], random)  # DEAP's operators draw from it
         self.search = Search(space, cfg.search, rng, archive, self.evaluate, Termination.of(cfg.stop, cfg.search),
-                             seeds, callbacks=[self.checkpoint])
+                             seeds, callbacks=[self.checkpoint], predictor=predictor(cfg, space))
         self.state = None if snapshot is None else State(snapshot["generation"], [
-            self._individual(self.history.final(i)) for i in snapshot["population"]])
+            individual(self.history.final(i)) for i in snapshot["population"]])
         self.generation = self.state.generation if self.state is not None else 0
         self.generation_results: list = []  # of this generation, for the all-failed check
         self.planned = estimate(cfg)["candidates"]
@@ -344,10 +344,22 @@ class Job:
     def progress_fraction(self, state: State | None = None) -> float:
         return self.search.termination.progress(state, self.search.archive)
 
-    def _individual(self, record: Record) -> Individual:
-        """An individual rebuilt from its final record (for a restored population)."""
-        return Individual(record.id, record.genome, record.key, record.generation, record.parents, record.operator,
-                          record.result)
+
+def individual(record: Record) -> Individual:
+    """An individual rebuilt from its final record (for a restored population and archive)."""
+    return Individual(record.id, record.genome, record.key, record.generation, record.parents, record.operator,
+                      record.result, record.predicted, record.screen_s)
+
+
+def predictor(cfg: RunConfig, space: SearchSpace):
+    """The run's predictor.Predictor with `--predictor` (None without): genomes measured with torch,
+    in this process, when it first screens."""
+    if not cfg.search.predictor:
+        return None
+    from evo_nas.evaluate.zero_cost import measurer
+    from evo_nas.predictor import Predictor
+
+    return Predictor(space, cfg.seed, measurer(cfg))
 
 
 def _restored_archive(space: SearchSpace, next_id: int, history: History) -> Archive:
@@ -356,6 +368,7 @@ def _restored_archive(space: SearchSpace, next_id: int, history: History) -> Arc
         archive.seen.add(record.key)
         if record.cache_of is None:
             archive.cache.setdefault(record.key, history.by_key(record.key).result)
+            archive.evaluations.append(individual(record))
     archive.evaluated = history.trained()
     return archive
 
@@ -377,7 +390,7 @@ def _better_half(individuals: list[Individual], objectives, noise: float) -> lis
 
 def _record(ind: Individual, result, rung: int = 0, cache_of: int | None = None, repeat: int | None = None) -> Record:
     return Record(ind.id, ind.generation, ind.genome, ind.key, result, rung, ind.parents, ind.operator,
-                  cache_of=cache_of, finished=_now(), repeat=repeat)
+                  cache_of=cache_of, finished=_now(), repeat=repeat, predicted=ind.predicted, screen_s=ind.screen_s)
 
 
 def _repeats(count: int) -> list[int | None]:

@@ -21,6 +21,7 @@ from evo_nas.algorithms import ALGORITHMS
 from evo_nas.config import SearchConfig, StopConfig
 from evo_nas.errors import ConfigError
 from evo_nas.files import atomic_write
+from evo_nas.predictor import Measures, Predictor
 from evo_nas.search import Archive, Individual, Search, Termination, lookup_evaluator
 from evo_nas.spaces.nb201 import NB201Genome, NB201Space, nb201_key
 from evo_nas.variation import OPERATOR_SETS
@@ -44,6 +45,9 @@ SETTINGS: dict[str, SearchConfig] = {
     "nsga2": SearchConfig("nsga2", population=20, crossover=0.5, objectives=HV_OBJECTIVES),
     # Random search: the population is only the archive of the front it reports.
     "random": SearchConfig("random", population=10, objectives=HV_OBJECTIVES),
+    "aging+predictor": SearchConfig("aging", population=50, offspring=5, sample=25, objectives=HV_OBJECTIVES,
+                                    predictor=True),
+    "nsga2+predictor": SearchConfig("nsga2", population=20, crossover=0.5, objectives=HV_OBJECTIVES, predictor=True),
 }
 
 
@@ -108,7 +112,8 @@ def _results(dataset: str) -> tuple:
 
 def table_search(dataset: str, settings: SearchConfig, seed: int, budget: int) -> tuple[Search, list[int]]:
     """A Search whose evaluations are table lookups, and the list it fills with the table index
-    of each distinct network it evaluates, in order. Nothing is written anywhere."""
+    of each distinct network it evaluates, in order. Nothing is written anywhere. With
+    `settings.predictor`, its predictor measures a cell by the table too (params, MACs, synflow)."""
     archive, evaluated = Archive(SPACE), []
     by_edges, results = nb201_table.table().by_edges, _results(dataset)
 
@@ -118,7 +123,21 @@ def table_search(dataset: str, settings: SearchConfig, seed: int, budget: int) -
 
     search = Search(SPACE, settings, random.Random(seed), archive, lookup_evaluator(archive, result_of),
                     Termination.of(StopConfig(budget=budget), settings))
+    if settings.predictor:
+        search.predictor = Predictor(SPACE, seed, functools.partial(_measures, dataset))
     return search, evaluated
+
+
+@functools.cache
+def _all_measures(dataset: str) -> tuple[Measures, ...]:
+    """What a predictor knows of each cell before training it, by table index: the table's params
+    and MACs and the shipped synflow score (the data-free ones: there are no images offline)."""
+    params, macs = (nb201_table.table().column(dataset, c) for c in ("params", "macs"))
+    return tuple(Measures(p, m, (("synflow", s),)) for p, m, s in zip(params, macs, nb201_table.synflow(dataset)))
+
+
+def _measures(dataset: str, genome: NB201Genome) -> Measures:
+    return _all_measures(dataset)[nb201_table.table().by_edges[genome.edges]]
 
 
 def run_one(algorithm: str, dataset: str, seed: int, budget: int, operators: str = SearchConfig.operators,
@@ -127,7 +146,7 @@ def run_one(algorithm: str, dataset: str, seed: int, budget: int, operators: str
     if s.population > budget:  # the initial population alone must fit the budget
         s = dataclasses.replace(s, population=budget, sample=min(s.sample, budget))
     search, evaluated = table_search(dataset, s, seed, budget)
-    ALGORITHMS[algorithm](search)
+    ALGORITHMS[s.algorithm](search)
     return Run(algorithm, seed, evaluated, search.archive.next_id)
 
 

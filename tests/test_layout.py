@@ -15,7 +15,8 @@ from tests.chain_space import ENTRY, ChainGenome
 ROOT = Path(__file__).resolve().parents[1]
 LIGHT = ["evo_nas.algorithms", "evo_nas.pareto", "evo_nas.genome", "evo_nas.spaces", "evo_nas.store",
          "evo_nas.backends", "evo_nas.backends.local", "evo_nas.backends.ray", "evo_nas.search",
-         "evo_nas.records", "evo_nas.config", "evo_nas.genome_io", "evo_nas.report.data", "evo_nas.study",
+         "evo_nas.records", "evo_nas.config", "evo_nas.predictor", "evo_nas.genome_io", "evo_nas.report.data",
+         "evo_nas.study",
          "evo_nas.runner", "evo_nas.progress", "evo_nas.exporting", "evo_nas.cli"]
 
 

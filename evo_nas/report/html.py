@@ -17,7 +17,7 @@ from evo_nas import noise, spaces
 from evo_nas.genome_io import dumps
 from evo_nas.records import Record, Status
 from evo_nas.report import drawing, lecture
-from evo_nas.report.data import BEST_MIN, BEST_SHARE, ReportData, evaluation_rows, si
+from evo_nas.report.data import BEST_MIN, BEST_SHARE, ReportData, evaluation_rows, predictor_generations, si
 from evo_nas.report.figures import (
     accuracy_text,
     hparam_figure,
@@ -25,6 +25,7 @@ from evo_nas.report.figures import (
     lineage_figure,
     objective_figure,
     objectives_3d,
+    predictor_figure,
     progress_figure,
 )
 
@@ -233,6 +234,9 @@ def render_html(data: ReportData, plotly_js: str = "inline", tail: str = "") -> 
                                    else "<p>No front yet.</p>", _lineage_table(data)]),
         ("Genomes from files", [_files_table(data)]),
     ]
+    if data.config.get("predictor"):
+        figure = predictor_figure(predictor_generations(data.history))
+        parts.append(("The predictor", [_plot(figure, "plot-predictor")]))
     if data.genes:
         parts.append(("Hyperparameter genes", [_gene_warnings(data), _plot(hparam_figure(data), "plot-hparams")]))
     if data.config.get("space") == "cells":
