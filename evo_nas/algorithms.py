@@ -7,7 +7,8 @@ id (children are first `conceive`d without one; with `--predictor`, `screen` pic
 are born and train, from a brood `predictor_ratio` times larger), `search.done(state)` says
 when to stop and `search.generation_done(state)` runs the callbacks (checkpoint, report,
 progress). Variation goes through the search's DEAP toolbox, as in DEAP's own algorithms:
-`select` picks parents, `mate` and `mutate` make children (variation.py). Calling an algorithm with a state restored from a snapshot continues the run exactly.
+`select` picks parents, `mate` and `mutate` make children (variation.py). Calling an algorithm
+with a state restored from a snapshot continues the run exactly.
 """
 
 from __future__ import annotations
