@@ -292,7 +292,8 @@ def front(run_dir, as_json):
 @click.option("--space", type=click.Choice(["nb201"]), default="nb201", show_default=True)
 @click.option("--dataset", type=click.Choice(["cifar10", "cifar100", "imagenet16-120"]), default="cifar10",
               show_default=True)
-@click.option("--algorithms", default="aging,nsga2,random", show_default=True, help="comma-separated")
+@click.option("--algorithms", default="aging,nsga2,random", show_default=True,
+              help="comma-separated; aging+predictor and nsga2+predictor screen children with the predictor")
 @click.option("--seeds", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="seeds first-seed .. first-seed + seeds - 1 (tune on others than you report)")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from evo_nas import nb201_table, predictor, runner
+from evo_nas import nb201_table, predictor, runner, study
 from evo_nas.algorithms import ALGORITHMS, _best_or_random
 from evo_nas.cli import main
 from evo_nas.config import SearchConfig, StopConfig
@@ -269,3 +269,31 @@ def test_records_carry_predictions_only_when_there_are_some():
     screened = dataclasses.replace(plain, predicted=0.61, screen_s=0.002)
     back = Record.from_json(json.loads(json.dumps(screened.to_json())), "line 1")
     assert back == screened and back.predicted == 0.61 and back.extra == {}
+
+
+# -- the NB201 study's arms --------------------------------------------------------------------------
+
+def test_study_settings_keep_their_share_of_a_small_budget():
+    aging = study.SETTINGS["aging"]
+    assert study.for_budget(aging, 150) == aging
+    assert (study.for_budget(aging, 50).population, study.for_budget(aging, 50).sample) == (16, 8)
+    assert study.for_budget(aging, 3).population == 3  # the initial population fits the budget
+
+
+@pytest.mark.parametrize("arm", ["aging+predictor", "nsga2+predictor"])
+def test_a_predictor_arm_evaluates_exactly_its_budget_and_screens(arm):
+    run = study.run_one(arm, "cifar100", seed=3, budget=60)
+    assert len(run.evaluated) == 60 and len(set(run.evaluated)) == 60
+    search, _ = study.table_search("cifar100", study.for_budget(study.SETTINGS[arm], 60), 3, 60)
+    ALGORITHMS[study.SETTINGS[arm].algorithm](search)
+    assert any(ind.predicted is not None for ind in search.archive.evaluations)
+
+
+def test_the_paired_comparison_is_over_the_same_seeds():
+    result = study.run_study(study.StudyConfig(algorithms=("aging", "aging+predictor"), seeds=5, budget=30, out=None))
+    (row,) = study.paired_table(result)
+    by = {(r["algorithm"], r["seed"]): r["test200"] for r in result.rows}
+    diffs = [by[("aging+predictor", s)] - by[("aging", s)] for s in range(5)]
+    assert (row["arm"], row["base"], row["seeds"]) == ("aging+predictor", "aging", 5)
+    assert row["test200_diff"] == pytest.approx(sum(diffs) / 5) and 0 <= row["test200_p"] <= 1
+    assert study.summary_lines(result)[-1].startswith("aging+predictor - aging, paired over 5 seeds: test")
