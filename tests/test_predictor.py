@@ -191,7 +191,9 @@ def test_a_predictor_needs_an_algorithm_with_children():
 
 # -- the fallback ------------------------------------------------------------------------------------
 
-def test_ranks_badly_judges_the_latest_generations_within_each():
+def test_ranks_badly_judges_the_latest_generations_within_each(monkeypatch):
+    monkeypatch.setattr(predictor, "FALLBACK_GENERATIONS", 4)
+    monkeypatch.setattr(predictor, "FALLBACK_CHILDREN", 20)  # four generations of five
     good = {g: [(0.1, 0.2), (0.2, 0.3), (0.3, 0.1), (0.4, 0.5), (0.5, 0.6)] for g in range(1, 5)}
     assert ranks_badly(good) is None
     bad = {**good, **{g: [(0.1, 0.5), (0.2, 0.4), (0.3, 0.3), (0.4, 0.2), (0.5, 0.1)] for g in range(5, 9)}}
@@ -202,6 +204,8 @@ def test_ranks_badly_judges_the_latest_generations_within_each():
     trend = {g: [(g + 0.1, g + 0.2), (g + 0.2, g + 0.1)] * 3 for g in range(1, 5)}
     assert ranks_badly(trend) is not None
     assert ranks_badly({g: [(0.5, 0.5)] for g in range(1, 30)}) is None  # one child a generation: nothing to judge
+    few = {g: p[:3] for g, p in bad.items()}
+    assert ranks_badly(few)[:2] == (2, 8)  # as many generations back as it takes to hold 20 children
 
 
 def test_a_predictor_that_ranks_badly_is_dropped_and_said_once():
@@ -260,6 +264,21 @@ def test_stop_and_resume_with_the_predictor_equals_uninterrupted(predicted_run, 
     assert main(["run", *TINY, "--runs-dir", str(tmp_path), "--name", "part", "--generations", "1"]) == 0
     assert main(["resume", str(tmp_path / "part"), "--generations", "3"]) == 0
     assert journal(tmp_path / "part") == journal(predicted_run)
+
+
+@pytest.mark.slow
+def test_the_report_plots_the_predictors_tau_per_generation(predicted_run):
+    from evo_nas.report.data import predictor_generations, report_data
+    from evo_nas.report.figures import predictor_figure
+    from evo_nas.report.html import render_html
+
+    data = report_data(predicted_run)
+    generations = predictor_generations(data.history)
+    assert [g.generation for g in generations] == [1, 2, 3]
+    assert all(g.children >= 2 and -1 <= g.tau <= 1 and g.screen_s > 0 and g.train_s > 0 for g in generations)
+    figure = predictor_figure(generations)
+    assert figure["data"][0]["x"] == [1, 2, 3] and figure["data"][0]["y"] == [g.tau for g in generations]
+    assert "plot-predictor" in render_html(data, plotly_js="shared")
 
 
 def test_records_carry_predictions_only_when_there_are_some():
