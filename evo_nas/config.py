@@ -520,9 +520,11 @@ def results_part(cfg: RunConfig) -> dict[str, Any]:
 
 
 def resume_changes(old: dict[str, Any], new: RunConfig) -> list[str]:
-    """Settings whose value differs from `old` (a results_part) and would change the results."""
-    mine = results_part(new)
-    return [k for k in sorted(set(old) | set(mine)) if old.get(k) != mine.get(k)]
+    """Settings whose value differs from `old` (a results_part) and would change the results. A
+    setting `old` lacks (a run from before it existed) ran at its default."""
+    mine, fields_ = results_part(new), leaves()
+    default = {k: _plain(fields_[k][1].default) for k in mine if k in fields_}
+    return [k for k in sorted(set(old) | set(mine)) if old.get(k, default.get(k)) != mine.get(k)]
 
 
 def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:

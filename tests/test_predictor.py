@@ -316,3 +316,14 @@ def test_the_paired_comparison_is_over_the_same_seeds():
     assert (row["arm"], row["base"], row["seeds"]) == ("aging+predictor", "aging", 5)
     assert row["test200_diff"] == pytest.approx(sum(diffs) / 5) and 0 <= row["test200_p"] <= 1
     assert study.summary_lines(result)[-1].startswith("aging+predictor - aging, paired over 5 seeds: test")
+
+
+def test_a_run_from_before_the_predictor_settings_still_resumes():
+    from evo_nas import config as configs
+
+    cfg = runner.plan({"space": "nb201", "init_channels": 4, "depth": 1, "generations": 1, "cpu_threads": 1})
+    before = {k: v for k, v in configs.results_part(cfg).items() if not k.startswith("predictor")}
+    assert configs.resume_changes(before, cfg) == []
+    on = runner.plan({"space": "nb201", "init_channels": 4, "depth": 1, "generations": 1, "cpu_threads": 1,
+                      "predictor": True})
+    assert configs.resume_changes(before, on) == ["predictor"]
