@@ -189,10 +189,10 @@ def screen(search: Search, pool: list[Child], n: int, model, generation: int) ->
         picks = _best_or_random(results, n, search.rng, s.predictor_explore)
     else:
         picks = pareto.select_nsga2([pareto.vector(r, s.objectives, s.noise) for r in results], n)
-    seconds = round(model.seconds / len(pool), 6)
-    children = [search.born(pool[i], generation) for i in sorted(picks)]
-    for child, i in zip(children, sorted(picks)):
-        child.predicted, child.screen_s = predicted[i], seconds
+    seconds, children = round(model.seconds / len(pool), 6), []
+    for i in sorted(picks):
+        children.append(search.born(pool[i], generation))
+        children[-1].predicted, children[-1].screen_s = predicted[i], seconds
     return children
 
 

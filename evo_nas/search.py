@@ -33,7 +33,7 @@ class Individual:
     operator: str = "init"
     result: Result | None = None  # the evaluation's result, once it has one
     predicted: float | None = None  # the predictor's accuracy for it, when it was screened (predictor.py)
-    screen_s: float | None = None  # seconds its generation's screening took per child screened
+    screen_s: float | None = None  # seconds its generation's screening took per child bred
 
     @property
     def ok(self) -> bool:
@@ -41,7 +41,7 @@ class Individual:
 
 
 class Child(NamedTuple):
-    """A child bred but not yet born: no id until it is chosen to train (`Search.new`)."""
+    """A child bred but not yet born: no id until it is chosen to train (`Search.born`)."""
 
     genome: Genome
     key: str
