@@ -3,10 +3,12 @@
 An algorithm never trains, stores or counts anything itself. It talks to a `search.Search`:
 `search.evaluate(individuals)` is the one map-like place where evaluations happen (dedup,
 journal and backends sit behind it), `search.new(...)` turns a genome into an individual with an
-id, `search.done(state)` says when to stop and `search.generation_done(state)` runs the
-callbacks (checkpoint, report, progress). Variation goes through the search's DEAP toolbox, as in
-DEAP's own algorithms: `select` picks parents, `mate` and `mutate` make children (variation.py).
-Calling an algorithm with a state restored from a snapshot continues the run exactly.
+id (children are first `conceive`d without one; with `--predictor`, `screen` picks those that
+are born and train, from a brood `predictor_ratio` times larger), `search.done(state)` says
+when to stop and `search.generation_done(state)` runs the callbacks (checkpoint, report,
+progress). Variation goes through the search's DEAP toolbox, as in DEAP's own algorithms:
+`select` picks parents, `mate` and `mutate` make children (variation.py). Calling an algorithm
+with a state restored from a snapshot continues the run exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from deap import base
 from evo_nas import pareto, variation
 from evo_nas.config import SearchConfig
 from evo_nas.genome import Genome
-from evo_nas.search import Individual, Search, State
+from evo_nas.records import Result, Status
+from evo_nas.search import Child, Individual, Search, State
 
 # -- the algorithms -------------------------------------------------------------------------
 
@@ -29,11 +32,12 @@ def nsga2(search: Search, state: State | None = None) -> State:
     s, tb = search.settings, toolbox(search)
     state = state or initial_population(search)
     while not search.done(state):
-        offspring: list[Individual] = []
-        for _ in range(_children(search)):
+        n, model = _children(search), predictor_model(search, state.generation + 1)
+        pool: list[Child] = []
+        for _ in range(brood(search, n, model)):
             a, b = tb.select(state.population, 2)
-            offspring.append(breed(search, lambda a=a, b=b: _cross_then_mutate(search, a, b),
-                                   state.generation + 1, offspring))
+            pool.append(conceive(search, lambda a=a, b=b: _cross_then_mutate(search, a, b), pool))
+        offspring = screen(search, pool, n, model, state.generation + 1)
         search.evaluate(offspring)
         state = _survivors(state, offspring, s)
         search.generation_done(state)
@@ -46,10 +50,12 @@ def aging(search: Search, state: State | None = None) -> State:
     tb = toolbox(search)
     state = state or initial_population(search)
     while not search.done(state):
-        children: list[Individual] = []
-        for _ in range(_children(search)):
+        n, model = _children(search), predictor_model(search, state.generation + 1)
+        pool: list[Child] = []
+        for _ in range(brood(search, n, model)):
             parent, = tb.select(state.population, 1)
-            children.append(breed(search, _mutant(search, parent), state.generation + 1, children))
+            pool.append(conceive(search, _mutant(search, parent), pool))
+        children = screen(search, pool, n, model, state.generation + 1)
         search.evaluate(children)
         state = State(state.generation + 1, (state.population + children)[len(children):])
         search.generation_done(state)
@@ -135,6 +141,12 @@ def initial_population(search: Search) -> State:
 
 def breed(search: Search, make: Callable[[], tuple[Genome, tuple[int, ...], str]], generation: int,
           batch: Sequence[Individual]) -> Individual:
+    """A child from `make` (`conceive`), born at once: it has an id."""
+    return search.born(conceive(search, make, batch), generation)
+
+
+def conceive(search: Search, make: Callable[[], tuple[Genome, tuple[int, ...], str]],
+             batch: Sequence[Individual | Child]) -> Child:
     """A child from `make`, retried until it is new to the run and to this batch (dedup
     happens before training, not after). If the space is exhausted the last child is kept;
     its evaluation is then served from the record of its twin."""
@@ -144,7 +156,58 @@ def breed(search: Search, make: Callable[[], tuple[Genome, tuple[int, ...], str]
         key = search.space.key(genome)
         if key not in taken and search.archive.is_novel(key):
             break
-    return search.new(genome, parents, operator, generation)
+    return Child(genome, key, parents, operator)
+
+
+# -- screening with the predictor (predictor.py) ----------------------------------------------
+
+def predictor_model(search: Search, generation: int):
+    """The predictor's model for `generation`, refitted on every result so far; None without a
+    predictor, before it has enough results, or once it ranked no better than chance."""
+    return None if search.predictor is None else search.predictor.model(search.archive.evaluations, generation)
+
+
+def brood(search: Search, n: int, model) -> int:
+    """How many children to breed for n to train: predictor_ratio times n when screening."""
+    return n if model is None else max(n, math.ceil(n * search.settings.predictor_ratio))
+
+
+def screen(search: Search, pool: list[Child], n: int, model, generation: int) -> list[Individual]:
+    """The children that train, with ids (given in breeding order): the whole pool without a
+    model; with one, n by predicted accuracy. Aging: the predicted best, each place taken instead,
+    with chance `predictor_explore`, by a child drawn at random. NSGA-II: NSGA-II's selection over
+    (predicted accuracy, the exact costs among its objectives): the predicted non-dominated set,
+    spread by crowding. Each chosen child carries its prediction into the journal."""
+    if model is None:
+        return [search.born(child, generation) for child in pool]
+    s = search.settings
+    predicted = model.predict([child.genome for child in pool])
+    results = [_predicted_result(a, search.predictor.measures(child.genome), s) for a, child in zip(predicted, pool)]
+    if s.algorithm == "aging":
+        picks = _best_or_random(results, n, search.rng, s.predictor_explore)
+    else:
+        picks = pareto.select_nsga2([pareto.vector(r, s.objectives, s.tie_width) for r in results], n)
+    seconds, children = round(model.seconds / len(pool), 6), []
+    for i in sorted(picks):
+        children.append(search.born(pool[i], generation))
+        children[-1].predicted, children[-1].screen_s = predicted[i], seconds
+    return children
+
+
+def _predicted_result(accuracy: float, m, s: SearchConfig) -> Result:
+    """What the predictor expects a child's evaluation to give; over a MAC or parameter limit it
+    would be infeasible (worst in every selection)."""
+    over = any(limit and value > limit for value, limit in ((m.macs, s.max_macs), (m.params, s.max_params)))
+    return Result(Status.INFEASIBLE if over else Status.OK, accuracy=accuracy, macs=m.macs, params=m.params)
+
+
+def _best_or_random(results: list[Result], n: int, rng: random.Random, explore: float) -> list[int]:
+    """n indices: each place the predicted most accurate left, or with chance `explore` a random one."""
+    left = sorted(range(len(results)), key=lambda i: (pareto.vector(results[i], ("accuracy",))[0], i))
+    picks = []
+    for _ in range(min(n, len(left))):
+        picks.append(left.pop(rng.randrange(len(left)) if rng.random() < explore else 0))
+    return picks
 
 
 def _mutate(search: Search, parent: Individual) -> tuple[Genome, tuple[int, ...], str]:

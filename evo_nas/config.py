@@ -207,6 +207,8 @@ FULL_TRAINING = TrainConfig(epochs=50, batch_size=256, lr=0.2, schedule="cosine"
 
 
 ALGORITHMS = ("nsga2", "aging", "random")
+PREDICTED = "+predictor"  # a study arm "nsga2+predictor": the algorithm with `predictor` on
+STUDY_ARMS = (*ALGORITHMS, "aging" + PREDICTED, "nsga2" + PREDICTED)
 FIDELITIES = ("none", "sha")
 
 
@@ -235,6 +237,13 @@ class SearchConfig:
     fidelity: str = setting("none", "none, or sha: successive halving inside each generation", FIDELITIES)
     sha_rungs: int = setting(3, "successive-halving rungs")
     retries: int = setting(50, "attempts to breed a child never evaluated before", cli=False)
+    predictor: bool = setting(False, "nsga2, aging: after the first population, breed more children than train "
+                                     "and train those a model fitted on the run's results predicts best "
+                                     "(README, \"Search quality\")")
+    # PREDICTOR_DEFAULTS: chosen on the NB201 study's tuning seeds (the evidence is next to them)
+    predictor_ratio: float = setting(4.0, "with --predictor: children bred per child trained")
+    predictor_explore: float = setting(0.25, "with --predictor, aging: chance that a trained child is drawn at "
+                                             "random from those bred instead of the predicted best")
 
     @property
     def children(self) -> int:
@@ -255,6 +264,12 @@ class SearchConfig:
                f"tie_width: must be at least 0 and below 1 (a fraction of accuracy), got {self.tie_width}")
         _check(self.algorithm != "aging" or self.sample <= self.population,
                f"sample: tournament size {self.sample} exceeds the population {self.population}")
+        _check(not self.predictor or self.algorithm in ("nsga2", "aging"),
+               f"predictor: screens the children of nsga2 and aging; {self.algorithm} has none to screen")
+        _check(1 <= self.predictor_ratio <= 100,
+               f"predictor_ratio: must be between 1 and 100, got {self.predictor_ratio}")
+        _check(0 <= self.predictor_explore <= 1,
+               f"predictor_explore: must be between 0 and 1, got {self.predictor_explore}")
         _bounded(self)
 
 
@@ -434,8 +449,9 @@ class StudySettings:
     preset: str | None = setting(None, "the study's sizes: cpu (Fashion-MNIST on 2 cores, about 90 minutes a "
                                        "space) or gpu (one 10-minute GPU call); none: the device's",
                                  (None, *STUDY_PRESETS))
-    algorithms: tuple[str, ...] = setting((), "comma-separated algorithms to compare (none: table aging,nsga2; "
-                                              "training nsga2)")
+    algorithms: tuple[str, ...] = setting((), "comma-separated algorithms to compare; aging+predictor and "
+                                              "nsga2+predictor screen children with the predictor (none: table "
+                                              "aging,nsga2; training nsga2)")
     random_arm: bool = setting(True, "add random search at the same budget, the honest baseline")
     seeds: int | None = setting(None, "searches per arm (none: table 100, training the preset's)")
     first_seed: int = setting(0, "seeds first_seed .. first_seed + seeds - 1 (tune on others than you report)")
@@ -452,8 +468,8 @@ class StudySettings:
     def __post_init__(self):
         _positive(self, "seeds", "returns", "final_epochs", "final_images")
         _check(self.first_seed >= 0, f"first_seed: must not be negative, got {self.first_seed}")
-        bad = [a for a in self.algorithms if a not in ALGORITHMS]
-        _check(not bad, f"algorithms: choose from {', '.join(ALGORITHMS)}, got {', '.join(bad)}")
+        bad = [a for a in self.algorithms if a not in STUDY_ARMS]
+        _check(not bad, f"algorithms: choose from {', '.join(STUDY_ARMS)}, got {', '.join(bad)}")
         _check(len(set(self.algorithms)) == len(self.algorithms), "algorithms: each at most once")
         _choices(self)
 
@@ -652,10 +668,12 @@ def results_part(cfg: RunConfig) -> dict[str, Any]:
 
 
 def resume_changes(old: dict[str, Any], new: RunConfig) -> list[str]:
-    """Settings whose value differs from `old` (a results_part) and would change the results."""
-    mine = results_part(new)
+    """Settings whose value differs from `old` (a results_part) and would change the results. A
+    setting `old` lacks (a run from before it existed) ran at its default."""
+    mine, fields_ = results_part(new), leaves()
     old = {RENAMED.get(k, k): v for k, v in old.items()}
-    return [k for k in sorted(set(old) | set(mine)) if old.get(k) != mine.get(k)]
+    default = {k: _plain(fields_[k][1].default) for k in mine if k in fields_}
+    return [k for k in sorted(set(old) | set(mine)) if old.get(k, default.get(k)) != mine.get(k)]
 
 
 def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:

@@ -33,7 +33,6 @@ from evo_nas.stats import Tau, kendall_tau, tau_with_interval
 from evo_nas.store import RunDir
 
 REFERENCE = "reference"  # the fidelity of a reference training's journal line (the proxy's: records.PROXY)
-NASWOT_IMAGES = 64
 
 
 # -- what a measurement found ----------------------------------------------------------------
@@ -232,11 +231,9 @@ def naswot_scores(cfg: RunConfig, genomes: list[Genome]) -> list[float]:
     import torch
 
     from evo_nas.build import build
-    from evo_nas.evaluate.device_data import load_data
-    from evo_nas.evaluate.zero_cost import naswot
+    from evo_nas.evaluate.zero_cost import naswot, naswot_images
 
-    train = load_data(cfg.data, cfg.seed, "cpu", "train", cfg.skeleton.classes)
-    images = train.images[:NASWOT_IMAGES].float().contiguous()
+    images = naswot_images(cfg)
     scores = []
     for i, genome in enumerate(genomes):
         torch.manual_seed(eval_seed(cfg.seed, i))

@@ -36,6 +36,8 @@ class Request:
     generation: int = 0
     parents: tuple[int, ...] = ()
     operator: str = ""
+    predicted: float | None = None  # the predictor's accuracy for it, when it was screened (predictor.py)
+    screen_s: float | None = None  # seconds its generation's screening took per child bred
 
     @property
     def slot(self) -> tuple:
@@ -44,7 +46,7 @@ class Request:
     def record(self, result: Result, cache_of: int | None = None) -> Record:
         return Record(self.id, self.generation, self.genome, self.key, result, self.rung, self.parents,
                       self.operator, cache_of=cache_of, finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                      repeat=self.repeat, fidelity=self.fidelity)
+                      repeat=self.repeat, fidelity=self.fidelity, predicted=self.predicted, screen_s=self.screen_s)
 
 
 class Journaled:

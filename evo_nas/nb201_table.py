@@ -17,12 +17,14 @@ import io
 from dataclasses import dataclass
 from importlib import resources
 
+from evo_nas.config import Skeleton
 from evo_nas.errors import ConfigError, GenomeError
 from evo_nas.records import Result, Status
 from evo_nas.spaces.nb201 import NB201Genome
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 CELLS = 15625
+SHAPES = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "imagenet16-120": ((3, 16, 16), 120)}
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,30 @@ def check_dataset(dataset: str) -> str:
     return dataset
 
 
+def skeleton(dataset: str) -> Skeleton:
+    """The benchmark's TinyNetwork skeleton (C=16, N=5) for a data set's images and classes: what
+    the table's params, MACs and zero-cost scores were taken in."""
+    shape, classes = SHAPES[check_dataset(dataset)]
+    return Skeleton(input_shape=shape, classes=classes, init_channels=16, depth=5)
+
+
 @functools.cache
 def table() -> Table:
     """The packaged table, read once per process (about 0.2 s)."""
     raw = resources.files("evo_nas").joinpath("data", "nb201.csv.gz").read_bytes()
     return Table(list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode()))))
+
+
+@functools.cache
+def synflow(dataset: str) -> list[float]:
+    """Every cell's synflow score at initialisation (evaluate/zero_cost.py) in the benchmark's
+    skeleton for `dataset`, by index: evo_nas/data/nb201-synflow.csv.gz, made by
+    tools/build_nb201_scores.py (no data needed, so it could be taken offline)."""
+    raw = resources.files("evo_nas").joinpath("data", "nb201-synflow.csv.gz").read_bytes()
+    rows = list(csv.DictReader(io.StringIO(gzip.decompress(raw).decode())))
+    if len(rows) != CELLS or any(int(r["index"]) != i for i, r in enumerate(rows)):
+        raise ValueError(f"the NB201 synflow table needs rows 0..{CELLS - 1} in order")
+    return [float(r[f"{check_dataset(dataset)}_synflow"]) for r in rows]
 
 
 def lookup(cell: NB201Genome | str | int, dataset: str) -> Entry:

@@ -6,11 +6,12 @@ every command's plain progress line, `duration` evonas's one way of writing a sp
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
 from evo_nas import config as configs
-from evo_nas import noise
+from evo_nas import noise, predictor
 from evo_nas.records import History, Status
 
 STEPS_LINE_EVERY = 30.0  # seconds between plain "training #id step/steps" lines (not a terminal)
@@ -70,6 +71,9 @@ class Progress:
         self._front = len(job.history.front(job.cfg.search.objectives))
         if self._bar is not None:
             self._bar.update(self._task, description=self._line(job), completed=self._fraction(job))
+        said = predictor_line(job.history, state.generation) if job.cfg.search.predictor else None
+        if said is not None:
+            self.console.print(f"  {said}", soft_wrap=True, highlight=False)
 
     def _fraction(self, job) -> float:
         """The share of the planned work done: generations or budget, or evaluations against the
@@ -125,6 +129,20 @@ def duration(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     minutes, s = divmod(round(seconds), 60)
     return f"{minutes} min {s:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def predictor_line(history: History, generation: int) -> str | None:
+    """How the predictor ranked `generation`'s children (None: it did not screen them)."""
+    records = [r for r in history.finals() if r.generation == generation]
+    tau, n = predictor.taus(predictor.pairs(records)).get(generation, (None, 0))
+    if tau is None:
+        return None
+    screen = next((r.screen_s for r in records if r.screen_s is not None), None)
+    walls = [r.wall_time for r in records if r.predicted is not None and r.wall_time]
+    cost = (f"; screening {screen:.3g} s per child bred, training {sum(walls) / len(walls):.3g} s per child "
+            f"trained" if screen is not None and walls else "")
+    said = "n/a" if math.isnan(tau) else f"{tau:+.2f}"
+    return f"gen {generation}  predictor: Kendall tau {said} over {n} children{cost}"
 
 
 def noise_line(cfg) -> str:

@@ -72,7 +72,8 @@ class Result:
 
 
 RESULT_FIELDS = tuple(f.name for f in fields(Result))
-TIMING_FIELDS = ("wall_time", "images_per_s", "finished", "memory_reserved")  # differ between identical runs
+# What differs between otherwise identical runs
+TIMING_FIELDS = ("wall_time", "images_per_s", "finished", "memory_reserved", "screen_s")
 PROXY = None  # the `fidelity` of a run's own evaluations: its proxy training
 
 
@@ -94,6 +95,8 @@ class Record:
     # Which evaluator measured it: PROXY (None), the run's own proxy; or a name such as
     # "reference" (evonas fidelity) or "final" (evonas study's final trainings).
     fidelity: str | None = PROXY
+    predicted: float | None = None  # the predictor's accuracy for it when it was screened (`--predictor`)
+    screen_s: float | None = None  # seconds its generation's screening took per child screened
     extra: dict = field(default_factory=dict, compare=False)  # fields of other versions, kept as read
 
     @property
@@ -123,7 +126,7 @@ class Record:
         out = {"id": self.id, "rung": self.rung, "generation": self.generation, "key": self.key,
                "genome": self.genome.to_dict(), "parents": list(self.parents), "operator": self.operator,
                **self.extra, **self.result.to_json()}
-        for name in ("cache_of", "finished", "repeat", "fidelity"):
+        for name in ("cache_of", "finished", "repeat", "fidelity", "predicted", "screen_s"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out
@@ -156,15 +159,19 @@ class Record:
                      "images_per_s", "memory_reserved"):
             if getattr(result, name) is not None and not _is_number(getattr(result, name)):
                 raise ValueError(f"{name} must be a number")
+        for name in ("predicted", "screen_s"):
+            if d.get(name) is not None and not _is_number(d[name]):
+                raise ValueError(f"{name} must be a number")
         parents = d.get("parents") or ()
         if not isinstance(parents, list | tuple) or not all(_is_int(p) for p in parents):
             raise ValueError("parents must be a list of ids")
         known = {"id", "rung", "generation", "key", "genome", "parents", "operator", "cache_of", "finished",
-                 "repeat", "fidelity", *RESULT_FIELDS}
+                 "repeat", "fidelity", "predicted", "screen_s", *RESULT_FIELDS}
         return cls(id=d["id"], generation=d["generation"], genome=parse_genome(d.get("genome"), "genome"),
                    key=str(d.get("key", "")), result=result, rung=d.get("rung", 0), parents=tuple(parents),
                    operator=str(d.get("operator", "")), cache_of=d.get("cache_of"), finished=d.get("finished"),
-                   repeat=d.get("repeat"), fidelity=d.get("fidelity"),
+                   repeat=d.get("repeat"), fidelity=d.get("fidelity"), predicted=d.get("predicted"),
+                   screen_s=d.get("screen_s"),
                    extra={k: v for k, v in d.items() if k not in known})
 
 

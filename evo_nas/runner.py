@@ -231,9 +231,9 @@ class Job:
         if snapshot is not None:
             state_from_json(snapshot["rng"], rng)  # DEAP's draws too: variation lends it this rng for each call
         self.search = Search(space, cfg.search, rng, archive, self.evaluate, Termination.of(cfg.stop, cfg.search),
-                             seeds, callbacks=[self.checkpoint])
+                             seeds, callbacks=[self.checkpoint], predictor=predictor(cfg, space))
         self.state = None if snapshot is None else State(snapshot["generation"], [
-            self._individual(self.history.final(i)) for i in snapshot["population"]])
+            individual(self.history.final(i)) for i in snapshot["population"]])
         self.generation = self.state.generation if self.state is not None else 0
         self.generation_results: list = []  # of this generation, for the all-failed check
         self.planned = estimate(cfg)["candidates"]
@@ -297,10 +297,22 @@ class Job:
     def progress_fraction(self, state: State | None = None) -> float:
         return self.search.termination.progress(state, self.search.archive)
 
-    def _individual(self, record: Record) -> Individual:
-        """An individual rebuilt from its final record (for a restored population)."""
-        return Individual(record.id, record.genome, record.key, record.generation, record.parents, record.operator,
-                          record.result)
+
+def individual(record: Record) -> Individual:
+    """An individual rebuilt from its final record (for a restored population and archive)."""
+    return Individual(record.id, record.genome, record.key, record.generation, record.parents, record.operator,
+                      record.result, record.predicted, record.screen_s)
+
+
+def predictor(cfg: RunConfig, space: SearchSpace):
+    """The run's predictor.Predictor with `--predictor` (None without): genomes measured with torch,
+    in this process, when it first screens."""
+    if not cfg.search.predictor:
+        return None
+    from evo_nas.evaluate.zero_cost import measurer
+    from evo_nas.predictor import Predictor
+
+    return Predictor(space, cfg.seed, measurer(cfg))
 
 
 def _restored_archive(space: SearchSpace, next_id: int, history: History) -> Archive:
@@ -309,6 +321,7 @@ def _restored_archive(space: SearchSpace, next_id: int, history: History) -> Arc
         archive.seen.add(record.key)
         if record.cache_of is None:
             archive.cache.setdefault(record.key, history.by_key(record.key).result)
+            archive.evaluations.append(individual(record))
     archive.evaluated = history.trained()
     return archive
 
@@ -331,7 +344,8 @@ def _better_half(individuals: list[Individual], objectives, tie_width: float) ->
 def _request(ind: Individual, run_seed: int, rung: int, repeat: int | None = None,
              epochs: float | None = None) -> Request:
     return Request(ind.id, ind.genome, eval_seed(run_seed, ind.id, repeat), epochs, rung, ind.key, repeat,
-                   generation=ind.generation, parents=ind.parents, operator=ind.operator)
+                   generation=ind.generation, parents=ind.parents, operator=ind.operator, predicted=ind.predicted,
+                   screen_s=ind.screen_s)
 
 
 def _repeats(count: int) -> list[int | None]:

@@ -13,7 +13,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from evo_nas.config import SearchConfig, StopConfig
 from evo_nas.genome import Genome
@@ -32,10 +32,21 @@ class Individual:
     parents: tuple[int, ...] = ()
     operator: str = "init"
     result: Result | None = None  # the evaluation's result, once it has one
+    predicted: float | None = None  # the predictor's accuracy for it, when it was screened (predictor.py)
+    screen_s: float | None = None  # seconds its generation's screening took per child bred
 
     @property
     def ok(self) -> bool:
         return self.result is not None and self.result.ok
+
+
+class Child(NamedTuple):
+    """A child bred but not yet born: no id until it is chosen to train (`Search.born`)."""
+
+    genome: Genome
+    key: str
+    parents: tuple[int, ...]
+    operator: str
 
 
 @dataclass
@@ -54,6 +65,8 @@ class Archive:
         self.seen: set[str] = set()  # keys of every individual so far
         self.cache: dict[str, Result] = {}  # key -> result of its first evaluation
         self.evaluated = 0  # networks trained (infeasible ones are free): what a budget counts
+        self.evaluations: list[Individual] = []  # the first individual of each network, with its result: what
+        # a predictor learns from (runner._restored_archive rebuilds it from the journal)
 
     def new(self, genome: Genome, parents: tuple[int, ...], operator: str, generation: int) -> Individual:
         ind = Individual(self.next_id, genome, self.space.key(genome), generation, tuple(parents), operator)
@@ -69,6 +82,7 @@ class Archive:
         fills the cache and counts against the budget."""
         self.seen.add(ind.key)
         if fresh:
+            self.evaluations.append(ind)
             self.cache.setdefault(ind.key, ind.result)
             self.evaluated += ind.result.status is not Status.INFEASIBLE
 
@@ -182,9 +196,13 @@ class Search:
     seeds: list[Genome] = field(default_factory=list)
     callbacks: list[Callable[[State], None]] = field(default_factory=list)
     toolbox: Any = None  # the DEAP toolbox (mate, mutate, select); algorithms.toolbox makes it on first use
+    predictor: Any = None  # a predictor.Predictor when `settings.predictor`: screens children before they train
 
     def new(self, genome: Genome, parents: tuple[int, ...], operator: str, generation: int) -> Individual:
         return self.archive.new(genome, parents, operator, generation)
+
+    def born(self, child: Child, generation: int) -> Individual:
+        return self.archive.new(child.genome, child.parents, child.operator, generation)
 
     def done(self, state: State) -> bool:
         return self.termination.done(state, self.archive)

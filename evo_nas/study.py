@@ -21,12 +21,22 @@ from evo_nas.algorithms import ALGORITHMS
 from evo_nas.config import SearchConfig, StopConfig
 from evo_nas.errors import ConfigError
 from evo_nas.files import atomic_write
+from evo_nas.predictor import Measures, Predictor
 from evo_nas.search import Archive, Individual, Search, Termination, lookup_evaluator
 from evo_nas.spaces.nb201 import NB201Genome, NB201Space, nb201_key
 from evo_nas.variation import OPERATOR_SETS
 
 HV_PARAMS_MARGIN = 1.1  # HV reference: 10% above the largest network, so it too adds volume
 HV_OBJECTIVES = ("accuracy", "params")
+# SETTINGS were chosen at TUNED_BUDGET; below it `for_budget` keeps each population's share of the
+# budget (and the tournament's of the population). Checked on CIFAR-10, tuning seeds 1000-1499
+# (aging) and 1000-1999 (NSGA-II), mean test accuracy +- standard error: aging at budget 50
+# P=16, S=8 (what the rule gives) 93.96 +- 0.02, against 93.92 (P=10, S=5), 93.89 (P=25, S=12),
+# 93.82 (P=16, S=4), 93.61 (P=8, S=2); at 100, P=33, S=16 (the rule) 94.23 +- 0.01, against 94.20
+# (P=25, S=12), 94.18 (P=16, S=8), 94.14 (P=10, S=5). NSGA-II at 50: P=6 (the rule) 93.58 +- 0.02,
+# P=10 93.53; at 100: P=13 (the rule) 93.88 +- 0.01, P=10 93.91, P=20 93.87 (seeds 1000-1499).
+TUNED_BUDGET = 150
+MIN_POPULATION = 4
 
 # Each algorithm's settings in the study, chosen on CIFAR-10 with tuning seeds 1000-1999 (never
 # the reported 0-99) and used unchanged on every data set.
@@ -44,6 +54,9 @@ SETTINGS: dict[str, SearchConfig] = {
     "nsga2": SearchConfig("nsga2", population=20, crossover=0.5, objectives=HV_OBJECTIVES),
     # Random search: the population is only the archive of the front it reports.
     "random": SearchConfig("random", population=10, objectives=HV_OBJECTIVES),
+    "aging+predictor": SearchConfig("aging", population=50, offspring=5, sample=25, objectives=HV_OBJECTIVES,
+                                    predictor=True),
+    "nsga2+predictor": SearchConfig("nsga2", population=20, crossover=0.5, objectives=HV_OBJECTIVES, predictor=True),
 }
 
 
@@ -68,6 +81,7 @@ class Run:
     seed: int
     evaluated: list[int]
     individuals: int  # including children served from the record of an isomorphic twin
+    fell_back: int | None = None  # with a predictor: the generation from which it bred without it (None: never)
 
 
 @dataclass
@@ -108,7 +122,8 @@ def _results(dataset: str) -> tuple:
 
 def table_search(dataset: str, settings: SearchConfig, seed: int, budget: int) -> tuple[Search, list[int]]:
     """A Search whose evaluations are table lookups, and the list it fills with the table index
-    of each distinct network it evaluates, in order. Nothing is written anywhere."""
+    of each distinct network it evaluates, in order. Nothing is written anywhere. With
+    `settings.predictor`, its predictor measures a cell by the table too (params, MACs, synflow)."""
     archive, evaluated = Archive(SPACE), []
     by_edges, results = nb201_table.table().by_edges, _results(dataset)
 
@@ -118,17 +133,42 @@ def table_search(dataset: str, settings: SearchConfig, seed: int, budget: int) -
 
     search = Search(SPACE, settings, random.Random(seed), archive, lookup_evaluator(archive, result_of),
                     Termination.of(StopConfig(budget=budget), settings))
+    if settings.predictor:
+        search.predictor = Predictor(SPACE, seed, functools.partial(_measures, dataset))
     return search, evaluated
+
+
+@functools.cache
+def _all_measures(dataset: str) -> tuple[Measures, ...]:
+    """What a predictor knows of each cell before training it, by table index: the table's params
+    and MACs and the shipped synflow score (the data-free ones: there are no images offline)."""
+    params, macs = (nb201_table.table().column(dataset, c) for c in ("params", "macs"))
+    return tuple(Measures(p, m, (("synflow", s),)) for p, m, s in zip(params, macs, nb201_table.synflow(dataset)))
+
+
+def _measures(dataset: str, genome: NB201Genome) -> Measures:
+    return _all_measures(dataset)[nb201_table.table().by_edges[genome.edges]]
 
 
 def run_one(algorithm: str, dataset: str, seed: int, budget: int, operators: str = SearchConfig.operators,
             noise: float = 0.0) -> Run:
-    s = dataclasses.replace(SETTINGS[algorithm], operators=operators, tie_width=noise)
-    if s.population > budget:  # the initial population alone must fit the budget
-        s = dataclasses.replace(s, population=budget, sample=min(s.sample, budget))
+    s = for_budget(dataclasses.replace(SETTINGS[algorithm], operators=operators, tie_width=noise), budget)
     search, evaluated = table_search(dataset, s, seed, budget)
-    ALGORITHMS[algorithm](search)
-    return Run(algorithm, seed, evaluated, search.archive.next_id)
+    ALGORITHMS[s.algorithm](search)
+    return Run(algorithm, seed, evaluated, search.archive.next_id,
+               search.predictor.fell_back if search.predictor is not None else None)
+
+
+def for_budget(s: SearchConfig, budget: int) -> SearchConfig:
+    """The settings at `budget`: below TUNED_BUDGET, the population keeps its share of the budget and
+    the tournament its share of the population (aging at 50: P=16, S=8, not the random search
+    that P=50 would be); the initial population always fits the budget."""
+    if budget < TUNED_BUDGET:
+        population = max(MIN_POPULATION, s.population * budget // TUNED_BUDGET)
+        s = dataclasses.replace(s, population=population, sample=max(2, s.sample * population // s.population))
+    if s.population > budget:
+        s = dataclasses.replace(s, population=budget, sample=min(s.sample, budget))
+    return s
 
 
 # -- the study ---------------------------------------------------------------------------------
@@ -226,8 +266,9 @@ CSV_FIELDS = ("algorithm", "seed", "evaluations", "individuals", "index", "arch"
 
 
 def algorithm_table(result: StudyResult) -> list[dict]:
-    """Per algorithm, over its seeds: the returned network's test accuracy (mean, sd, min, max),
-    the hypervolume (mean, sd, gap of the mean to the space's), and the evaluations its mean
+    """Per algorithm, over its seeds: the returned network's test accuracy (mean, sd, standard
+    error, min, max), the hypervolume (mean, sd, standard error, gap of the mean to the space's),
+    and the evaluations its mean
     curve needs to match random search's final mean (None: not within the budget, or random
     not run), with how many seeds reach that on their own."""
     table = []
@@ -235,20 +276,57 @@ def algorithm_table(result: StudyResult) -> list[dict]:
         rows = [r for r in result.rows if r["algorithm"] == a]
         tests, hvs = [r["test200"] for r in rows], [r["hypervolume"] for r in rows]
         hv = statistics.fmean(hvs)
+        test_sd, hv_sd = (statistics.stdev(x) if len(x) > 1 else 0.0 for x in (tests, hvs))
         table.append({"algorithm": a, "seeds": len(rows), "test_mean": statistics.fmean(tests),
-                      "test_sd": statistics.stdev(tests) if len(tests) > 1 else 0.0, "test_min": min(tests),
-                      "test_max": max(tests), "hv_mean": hv, "hv_sd": statistics.stdev(hvs) if len(hvs) > 1 else 0.0,
+                      "test_sd": test_sd, "test_se": test_sd / math.sqrt(len(tests)), "test_min": min(tests),
+                      "test_max": max(tests), "hv_mean": hv, "hv_sd": hv_sd, "hv_se": hv_sd / math.sqrt(len(hvs)),
                       "hv_gap": result.space_hv - hv,
                       "evals_to_match": evaluations_to_match(result.curves[a]["test"], result.target),
                       "seeds_matching": sum(1 for r in rows if r["evals_to_match"] is not None)})
     return table
 
 
+def paired_table(result: StudyResult) -> list[dict]:
+    """Each arm `X+predictor` against `X` on the same seeds: the mean paired difference in test
+    accuracy and in hypervolume, its standard error, and the two-sided Wilcoxon signed-rank p
+    (scipy.stats.wilcoxon; 1.0 when every pair is equal)."""
+    table = []
+    for arm in result.config.algorithms:
+        base = arm.partition("+")[0]
+        if arm == base or base not in result.config.algorithms:
+            continue
+        by_seed = {(r["algorithm"], r["seed"]): r for r in result.rows}
+        seeds = [s for (a, s) in by_seed if a == arm and (base, s) in by_seed]
+        row = {"arm": arm, "base": base, "seeds": len(seeds)}
+        for name in ("test200", "hypervolume"):
+            d = [by_seed[(arm, s)][name] - by_seed[(base, s)][name] for s in seeds]
+            row.update({f"{name}_diff": statistics.fmean(d), f"{name}_se": _se(d), f"{name}_p": _wilcoxon(d)})
+        table.append(row)
+    return table
+
+
+def _se(values: list[float]) -> float:
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+
+
+def _wilcoxon(differences: list[float]) -> float:
+    from scipy.stats import wilcoxon
+
+    if not any(differences):
+        return 1.0
+    return float(wilcoxon(differences).pvalue)
+
+
 def summary_lines(result: StudyResult) -> list[str]:
-    """One line per algorithm, starting with its name."""
+    """One line per algorithm, starting with its name; then one per arm with a predictor, against
+    the same algorithm without it."""
     width = max(len(a) for a in result.config.algorithms)
-    return [f"{t['algorithm']:<{width}}  test {t['test_mean']:.2f} ± {t['test_sd']:.2f}  "
-            f"hv {t['hv_mean']:.4f} (gap {t['hv_gap']:.4f})  {_match_text(result, t)}" for t in algorithm_table(result)]
+    lines = [f"{t['algorithm']:<{width}}  test {t['test_mean']:.2f} ± {t['test_sd']:.2f} (se {t['test_se']:.2f})  "
+             f"hv {t['hv_mean']:.4f} (gap {t['hv_gap']:.4f})  {_match_text(result, t)}"
+             for t in algorithm_table(result)]
+    return lines + [f"{p['arm']} - {p['base']}, paired over {p['seeds']} seeds: test {p['test200_diff']:+.3f} ± "
+                    f"{p['test200_se']:.3f} (Wilcoxon p {p['test200_p']:.2g}), hv {p['hypervolume_diff']:+.5f} ± "
+                    f"{p['hypervolume_se']:.5f} (p {p['hypervolume_p']:.2g})" for p in paired_table(result)]
 
 
 def _match_text(result: StudyResult, t: dict) -> str:

@@ -20,8 +20,9 @@ LIGHT = ["evo_nas.algorithms", "evo_nas.pareto", "evo_nas.genome", "evo_nas.spac
          "evo_nas.backends", "evo_nas.backends.local", "evo_nas.backends.ray", "evo_nas.search",
          "evo_nas.records", "evo_nas.config", "evo_nas.genome_io", "evo_nas.report.data", "evo_nas.study",
          "evo_nas.runner", "evo_nas.progress", "evo_nas.exporting", "evo_nas.cli", "evo_nas.journaled",
-         "evo_nas.protocol", "evo_nas.study_stats", "evo_nas.fidelity", "evo_nas.published", "evo_nas.report.lecture"]
-RULES = [(LIGHT, {"torch", "plotly"}),
+         "evo_nas.protocol", "evo_nas.predictor", "evo_nas.study_stats", "evo_nas.fidelity", "evo_nas.published",
+         "evo_nas.report.lecture"]
+RULES = [(LIGHT, {"torch", "plotly", "sklearn"}),
          (["evo_nas", "evo_nas.report.drawing", "evo_nas.report.frames", "evo_nas.watch"],
           {"torch", "plotly", "pandas"}),
          (["evo_nas.report.html", "evo_nas.report.study_page", "evo_nas.report.protocol_page"], {"torch", "plotly"}),

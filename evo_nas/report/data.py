@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
-from evo_nas import pareto
+from evo_nas import pareto, predictor
 from evo_nas.config import flat_config
 from evo_nas.errors import RunDirError
 from evo_nas.records import History, Record
@@ -95,6 +95,29 @@ class ReportData:
         """The table of every evaluation (store.COLUMNS), in the journal's order: the page's and
         evo_nas.load's."""
         return rows(self.history.rung_records(), self.history, self.front)
+
+
+@dataclass(frozen=True)
+class PredictorGeneration:
+    """How the predictor (`--predictor`) did on one generation it screened, from the journal."""
+
+    generation: int
+    tau: float  # Kendall tau between its predicted and the measured accuracies (nan: under 2 children)
+    children: int  # screened children that trained and succeeded
+    screen_s: float | None  # seconds of screening (measures, fit, prediction) per child bred
+    train_s: float | None  # seconds of training per child trained (their mean wall time)
+
+
+def predictor_generations(history: History) -> tuple[PredictorGeneration, ...]:
+    finals = history.finals()
+    out = []
+    for g, (tau, n) in predictor.taus(predictor.pairs(finals)).items():
+        members = [r for r in finals if r.generation == g and r.predicted is not None]
+        screen = [r.screen_s for r in members if r.screen_s is not None]
+        walls = [r.wall_time for r in members if r.wall_time]
+        out.append(PredictorGeneration(g, tau, n, screen[0] if screen else None,
+                                       statistics.fmean(walls) if walls else None))
+    return tuple(out)
 
 
 def report_data(run_dir: str | os.PathLike | RunDir) -> ReportData:

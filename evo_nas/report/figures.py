@@ -13,7 +13,7 @@ import math
 import re
 
 from evo_nas.records import Record, front
-from evo_nas.report.data import FRONT_TRACE, Gene, ReportData, from_file, si
+from evo_nas.report.data import FRONT_TRACE, Gene, PredictorGeneration, ReportData, from_file, si
 
 RED, BLUE, GREEN, ORANGE, GREY = "#d62728", "#4c78a8", "#2ca02c", "#ff9f1c", "#888888"
 EVALUATIONS = "evaluations"  # the legend group of the per-generation traces (the browser test counts it)
@@ -279,6 +279,25 @@ def progress_figure(data: ReportData) -> dict:
          "yaxis": "y2", "y": [s.generation_best for s in stats],
          "marker": {"symbol": "diamond-open", "size": 9, "color": "#555"}}]
     return _figure(traces, "", height=420, margin=COMPACT, **layout)  # the section heading says what it is
+
+
+def predictor_figure(generations: tuple[PredictorGeneration, ...]) -> dict:
+    """The predictor's Kendall tau per generation it screened (0: no better than chance), with the
+    seconds screening cost per child bred against those a training cost, on hover."""
+    gens = [g.generation for g in generations]
+    text = [f"generation {g.generation}: tau {g.tau:+.2f} over {g.children} children<br>screening "
+            f"{_seconds(g.screen_s)} per child bred, training {_seconds(g.train_s)} per child trained"
+            for g in generations]
+    traces = [{"type": "scatter", "name": "Kendall tau", "mode": "lines+markers", "x": gens,
+               "y": [None if math.isnan(g.tau) else g.tau for g in generations], "hovertext": text,
+               "hoverinfo": "text", "line": {"color": BLUE}}]
+    return _figure(traces, "Predicted against measured accuracy: Kendall tau per generation", height=360,
+                   margin=COMPACT, showlegend=False, xaxis=_axis("generation", **_integer_ticks(max(gens, default=1))),
+                   yaxis=_axis("Kendall tau", range=[-1.05, 1.05], zeroline=True, zerolinecolor=GREY))
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g} s"
 
 
 def lineage_figure(data: ReportData) -> dict:

@@ -16,7 +16,7 @@ from evo_nas.genome_io import dumps
 from evo_nas.progress import duration
 from evo_nas.records import Record, Status
 from evo_nas.report import drawing, lecture
-from evo_nas.report.data import ReportData, si
+from evo_nas.report.data import ReportData, predictor_generations, si
 from evo_nas.report.figures import (
     accuracy_text,
     hparam_figure,
@@ -24,6 +24,7 @@ from evo_nas.report.figures import (
     lineage_figure,
     objective_figure,
     objectives_3d,
+    predictor_figure,
     progress_figure,
 )
 from evo_nas.report.shell import guide, plot, render, table
@@ -186,6 +187,9 @@ def render_html(data: ReportData, plotly_js: str = "inline", tail: str = "") -> 
                                    else "<p>No front yet.</p>", _lineage_table(data)]),
         ("Genomes from files", [_files_table(data)]),
     ]
+    if data.config.get("predictor"):
+        figure = predictor_figure(predictor_generations(data.history))
+        sections.append(("The predictor", [plot(figure, "plot-predictor")]))
     if data.genes:
         sections.append(("Hyperparameter genes", [_gene_warnings(data), plot(hparam_figure(data), "plot-hparams")]))
     if data.config.get("space") == "cells":
