@@ -120,14 +120,23 @@ def _device(given: dict) -> str:
     return available(given.get("device", "auto"))
 
 
+def _search_name(arm: str, seed: int) -> str:
+    """A search's folder: nsga2-seed0, nsga2-predictor-seed0 (a name is letters, digits, '.', '_', '-')."""
+    return f"{arm.replace('+', '-')}-seed{seed}"
+
+
 def _search_options(options: dict, arm: str, seed: int, searches: Path, budget: int) -> dict:
-    """One search's run options: its algorithm, seed and name in the study's searches folder,
-    and a population fitting the budget (a quarter of it: an initial population and three
-    generations) unless the options name one."""
+    """One search's run options: its algorithm (an arm "nsga2+predictor" is nsga2 with
+    `predictor` on), seed and name in the study's searches folder, and a population fitting the
+    budget (a quarter of it: an initial population and three generations) unless the options
+    name one."""
     population = options.get("population") or max(4, budget // 4)
-    out = {**{k: v for k, v in options.items() if k != "runs_dir"}, "algorithm": arm, "seed": seed,
-           "name": f"{arm}-seed{seed}", "runs_dir": str(searches), "population": population, "budget": budget}
-    if arm == "aging":
+    algorithm = arm.removesuffix(configs.PREDICTED)
+    out = {**{k: v for k, v in options.items() if k != "runs_dir"}, "algorithm": algorithm, "seed": seed,
+           "name": _search_name(arm, seed), "runs_dir": str(searches), "population": population, "budget": budget}
+    if algorithm != arm:
+        out["predictor"] = True
+    if algorithm == "aging":
         out.setdefault("sample", max(2, population // 2))
     return out
 
@@ -183,7 +192,7 @@ def summary_of(study: RunDir):
 
 
 def _finished_search(p: Plan, index: int, arm: str, seed: int) -> SearchDone | None:
-    path = p.path / "searches" / f"{arm}-seed{seed}"
+    path = p.path / "searches" / _search_name(arm, seed)
     return _search_done(p, index, arm, seed, RunDir.open(path)) if path.exists() else None
 
 

@@ -4,6 +4,7 @@ scipy, and the hand-designed baseline's parameter count against its formula."""
 
 import csv
 import io
+import json
 import os
 import random
 import signal
@@ -118,3 +119,21 @@ def test_watch_serves_a_study_and_sees_a_search_grow(whole, tmp_path):
     journal = copy / "searches" / "random-seed1" / "journal.jsonl"
     journal.write_text(journal.read_text())  # rewritten: its time changes, as an append's would
     assert live.version() != before
+
+
+@pytest.mark.slow
+def test_a_predictor_arm_searches_with_the_predictor_and_is_compared_with_random(tmp_path):
+    """`--algorithms nsga2+predictor`: an ordinary nsga2 run with `predictor` on, whose screened
+    children carry their prediction into the journal (issue 23, in the real-data study)."""
+    arm = [*TINY, "--algorithms", "nsga2+predictor", "--seeds", "1", "--budget", "10", "--returns", "1",
+           "--no-baselines", "--runs-dir", str(tmp_path), "--name", "p"]
+    out = subprocess.run([sys.executable, "-m", "evo_nas", "study", *arm], cwd=ROOT, capture_output=True, text=True,
+                         timeout=HANG)
+    assert out.returncode == 0, out.stderr
+    searches = tmp_path / "p" / "searches"
+    assert sorted(p.name for p in searches.iterdir()) == ["nsga2-predictor-seed0", "random-seed0"]
+    lines = [json.loads(line) for line in (searches / "nsga2-predictor-seed0" / "journal.jsonl").open()]
+    screened = [line["id"] for line in lines if "predicted" in line]  # after the first fit (5 results)
+    assert screened and min(screened) >= 5 and max(screened) == 9
+    assert {r["arm"] for r in rows(tmp_path / "p")} == {"nsga2+predictor", "random"}
+    assert "nsga2+predictor" in out.stdout
