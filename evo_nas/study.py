@@ -74,7 +74,7 @@ class StudyConfig:
 
 
 @dataclass
-class Run:
+class TableSearch:
     """One search: the table indices of the distinct networks it evaluated, in order."""
 
     algorithm: str
@@ -151,11 +151,11 @@ def _measures(dataset: str, genome: NB201Genome) -> Measures:
 
 
 def run_one(algorithm: str, dataset: str, seed: int, budget: int, operators: str = SearchConfig.operators,
-            noise: float = 0.0) -> Run:
+            noise: float = 0.0) -> TableSearch:
     s = for_budget(dataclasses.replace(SETTINGS[algorithm], operators=operators, tie_width=noise), budget)
     search, evaluated = table_search(dataset, s, seed, budget)
     ALGORITHMS[s.algorithm](search)
-    return Run(algorithm, seed, evaluated, search.archive.next_id,
+    return TableSearch(algorithm, seed, evaluated, search.archive.next_id,
                search.predictor.fell_back if search.predictor is not None else None)
 
 
@@ -203,7 +203,7 @@ def run_study(cfg: StudyConfig) -> StudyResult:
     return result
 
 
-def summarise(cfg: StudyConfig, runs: list[Run], seconds: float) -> StudyResult:
+def summarise(cfg: StudyConfig, runs: list[TableSearch], seconds: float) -> StudyResult:
     table = nb201_table.table()
     val, test, params = (table.column(cfg.dataset, c) for c in ("val12", "test200", "params"))
     ref = (1.0, HV_PARAMS_MARGIN * max(params))
