@@ -17,7 +17,6 @@ from evo_nas.records import Record
 from evo_nas.store import RunDir, frame, rows
 
 ONNX_OPSET = 17  # onnxruntime >= 1.13 and every current runtime run it; what the issue asked for
-PARITY_ATOL = 1e-4  # onnxruntime vs torch, float32 logits: each runtime picks its own conv kernels
 # summary.csv: store.COLUMNS of the exported records, with their rank on the front and their file.
 SUMMARY_COLUMNS = ["rank", "id", "status", "accuracy", "macs", "params", "generation", "operator", "name",
                    "description", "file"]

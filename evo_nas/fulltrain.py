@@ -51,7 +51,6 @@ SKELETON_FIELDS = (*SKELETON_OPTIONS, "stem", "stem_multiplier", "reductions", "
 # (On a CPU the thread count changes the float rounding: a bit-identical resume needs the same one.)
 RESUMABLE = configs.resumable("train") | {"origin", "out", "test_every"}
 NOT_USED = {"val_fraction", "val_limit"}  # a final training has no validation split
-TIMING_KEYS = ("wall_time", "train_seconds", "images_per_s", "seconds")  # metrics that differ run to run
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,6 @@ class Result:
 
 
 RESULT_FIELDS = tuple(f.name for f in fields(Result))
-# What differs between otherwise identical runs
-TIMING_FIELDS = ("wall_time", "images_per_s", "finished", "memory_reserved", "screen_s")
 PROXY = None  # the `fidelity` of a run's own evaluations: its proxy training
 
 

@@ -154,10 +154,9 @@ class RunDir:
         return data
 
     # -- journal ----------------------------------------------------------------------
-    def append(self, record: Record | dict) -> None:
+    def append(self, record: Record) -> None:
         """Append one evaluation and make it durable before returning."""
-        data = record.to_json() if isinstance(record, Record) else record
-        append_line(self.journal_file, json.dumps(data, sort_keys=True, allow_nan=False) + "\n")
+        append_line(self.journal_file, json.dumps(record.to_json(), sort_keys=True, allow_nan=False) + "\n")
 
     def history(self, repair: bool = False) -> History:
         """The journal as typed records, replayed once; a damaged line is an error naming it. A
@@ -188,10 +187,6 @@ class RunDir:
             seen[slot] = n
             records.append(record)
         return History(records)
-
-    def journal(self, repair: bool = False) -> list[dict]:
-        """Every line as a plain dict, in the order written (see _lines)."""
-        return [d for _, d in self._lines(repair)]
 
     def _lines(self, repair: bool) -> list[tuple[int, dict]]:
         """(line number, record) in the order written. A truncated last line (a kill mid-write)

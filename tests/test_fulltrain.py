@@ -15,14 +15,16 @@ from evo_nas.checkpoint import load_model
 from evo_nas.cli import main
 from evo_nas.errors import ConfigError, RunDirError, UserError
 from evo_nas.evaluate.count import count_params
-from evo_nas.fulltrain import TIMING_KEYS, config_from_options, run, summary
+from evo_nas.fulltrain import config_from_options, run, summary
 from evo_nas.genome_io import load_genome
+from evo_nas.records import Record
 from evo_nas.spaces.nb201 import NB201Genome
 from evo_nas.store import RunDir
 from tests.fakes import FakeGraphedStep, graph_path_on_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA = torch.cuda.is_available()
+TIMING_KEYS = ("wall_time", "train_seconds", "images_per_s", "seconds")  # metrics that differ run to run
 NB201 = ROOT / "genomes" / "nb201_resnet.yaml"
 DARTS = ROOT / "genomes" / "darts_v2.yaml"
 # Networks that train 2 epochs of 256 images in about a second on the CPU. The cell one keeps
@@ -206,10 +208,10 @@ def fake_run(path: Path) -> Path:
     run = RunDir.create(path, {"data": {"dataset": "fashion-mnist", "data_dir": None}, "space": {"space": "nb201"}},
                         {"seed": 0, "objectives": ["accuracy", "macs", "params"]})
     genome = load_genome(NB201).anonymous().to_dict()
-    run.append({"id": 0, "rung": 0, "generation": 0, "status": "ok", "accuracy": 0.5, "macs": 10, "params": 5,
-                "genome": genome, "key": "k"})
-    run.append({"id": 1, "rung": 0, "generation": 0, "status": "failed", "error": "out of memory",
-                "genome": genome, "key": "k"})
+    run.append(Record.from_json({"id": 0, "rung": 0, "generation": 0, "status": "ok", "accuracy": 0.5, "macs": 10,
+                                 "params": 5, "genome": genome, "key": "k"}, "record 0"))
+    run.append(Record.from_json({"id": 1, "rung": 0, "generation": 0, "status": "failed", "error": "out of memory",
+                                 "genome": genome, "key": "k"}, "record 1"))
     return path
 
 

@@ -9,6 +9,7 @@ import pytest
 import evo_nas
 from evo_nas import report, store
 from evo_nas.errors import RunDirError
+from tests.journal import journal_lines
 from tests.test_report import history_records, make_run, repeated_records
 
 
@@ -20,7 +21,7 @@ def run(tmp_path):
 def test_history_is_one_typed_row_per_evaluation(run):
     loaded = evo_nas.load(run.path)
     df = loaded.history
-    journal = run.journal()
+    journal = journal_lines(run.path)
     assert list(zip(df["id"], df["rung"])) == list(dict.fromkeys((d["id"], d["rung"]) for d in journal))
     assert list(df.columns) == [*list(store.COLUMNS)[:-2], *store.HPARAM_COLUMNS, "key", "genome"]
     types = df.dtypes.astype(str).to_dict()
@@ -44,7 +45,7 @@ def test_history_csv_front_csv_and_load_share_one_column_table(run):
     lines, front = pd.read_csv(written["history"]), pd.read_csv(written["front"])
     loaded = evo_nas.load(run.path)
     assert list(lines.columns) == list(loaded.history.columns)  # one row per journal line, the same columns
-    assert len(lines) == len(run.journal()) and lines["on_front"].sum() == len(loaded.front)
+    assert len(lines) == len(journal_lines(run.path)) and lines["on_front"].sum() == len(loaded.front)
     assert list(front.columns) == list(store.FRONT_COLUMNS) and set(store.FRONT_COLUMNS) <= set(store.COLUMNS)
     assert list(front["accuracy"]) == list(loaded.front["accuracy"]) and list(front["id"]) == list(loaded.front["id"])
 

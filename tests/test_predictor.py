@@ -23,12 +23,13 @@ from evo_nas.errors import ConfigError
 from evo_nas.evaluate.zero_cost import initialised, measurer, synflow
 from evo_nas.predictor import Measures, Predictor, features, ranks_badly
 from evo_nas.progress import predictor_line
-from evo_nas.records import TIMING_FIELDS, Record, Result, Status
+from evo_nas.records import Record, Result, Status
 from evo_nas.search import Archive, Search, Termination, lookup_evaluator
 from evo_nas.spaces.layers import LayerSpace
 from evo_nas.spaces.nb201 import NB201Genome, NB201Space
 from evo_nas.stats import spearman_rho
 from evo_nas.store import RunDir
+from tests.journal import TIMING_FIELDS
 from tests.test_algorithms import toy_objectives
 
 # NB201 cells at C=4, one cell per stage, 96 training images (as test_run.py's), population 6 so

@@ -47,6 +47,7 @@ from evo_nas.spaces.layers import LayerSpace
 from evo_nas.spaces.nb201 import OPS as NB201_OPS
 from evo_nas.spaces.nb201 import NB201Genome, NB201Space
 from evo_nas.store import RunDir
+from tests.journal import journal_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -73,7 +74,7 @@ def make_run(path, records, hparams=False, objectives=("accuracy", "macs", "para
     return run
 
 
-def rec(i, gen, acc, macs, params, parents=(), op="mut_edge", status="ok", g=None, space=None, **extra) -> dict:
+def rec(i, gen, acc, macs, params, parents=(), op="mut_edge", status="ok", g=None, space=None, **extra) -> Record:
     g = g or genome(i)
     space = space or NB201Space()
     r = {"id": i, "rung": 0, "generation": gen, "key": space.key(g), "genome": g.to_dict(),
@@ -82,7 +83,7 @@ def rec(i, gen, acc, macs, params, parents=(), op="mut_edge", status="ok", g=Non
          "finished": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}", **extra}
     if status == "ok":
         r["accuracy"] = acc
-    return r
+    return Record.from_json(r, f"test record {i}")
 
 
 def history_hparams(i: int) -> HParams:
@@ -90,7 +91,7 @@ def history_hparams(i: int) -> HParams:
     return HParams(lr=lr, weight_decay=10 ** -(2 + i % 3), dropout=0.0, optimizer="sgd")
 
 
-def history_records(hparams=False) -> list[dict]:
+def history_records(hparams=False) -> list[Record]:
     """Three generations with a seed, a failure, a cache hit, an infeasible one and two rungs.
     Front (accuracy, macs, params): 1, 9, 4, 8, 2 -- 1 and 2 from generation 0, which the last
     population (4, 8, 9, 10) no longer holds."""
@@ -107,7 +108,7 @@ def history_records(hparams=False) -> list[dict]:
         rec(7, 1, None, 5000, 500, [3], status="infeasible", g=g(7), error="macs over the limit"),
         rec(8, 2, 0.55, 150, 12, [6], g=g(8)),
         rec(9, 2, 0.30, 400, 40, [4, 8], "cx_uniform+mut_edge", g=g(9)),
-        {**rec(9, 2, 0.80, 400, 40, [4, 8], "cx_uniform+mut_edge", g=g(9)), "rung": 1},  # the final rung
+        rec(9, 2, 0.80, 400, 40, [4, 8], "cx_uniform+mut_edge", g=g(9), rung=1),  # the final rung
         rec(10, 2, 0.20, 800, 80, [9], g=g(10)), rec(11, 2, 0.65, 350, 35, [4], g=g(11)),
     ]
 
@@ -119,7 +120,7 @@ def history(tmp_path) -> RunDir:
     return run
 
 
-def cells_records() -> list[dict]:
+def cells_records() -> list[Record]:
     """Four generations of cells: the four published cells as seeds, then seeded random cells with
     made-up accuracies that grow with size, and one failure. (Numbers are not measurements.)"""
     space, rng = CellSpace(), random.Random(5)
@@ -146,7 +147,7 @@ def cells(tmp_path) -> RunDir:
                     name="cells-demo", reference={"accuracy": 1.0, "macs": 2e8, "params": 1e6})
 
 
-def repeated_records() -> list[dict]:
+def repeated_records() -> list[Record]:
     """Three individuals trained with three seeds each (`--repeats 3`: one journal line per
     training, `repeat` 0-2); #1's second training failed."""
     accuracies = {0: (0.50, 0.54, 0.58), 1: (0.60, None, 0.64), 2: (0.70, 0.71, 0.75)}
@@ -335,7 +336,7 @@ def test_no_hparam_section_when_the_run_has_none(tmp_path):
 
 def test_every_evaluation_is_a_row_in_the_journals_order(history):
     rows = report.report_data(history).rows()
-    pairs = list(dict.fromkeys((r["id"], r["rung"]) for r in history.journal()))  # first written, once each
+    pairs = list(dict.fromkeys((r["id"], r["rung"]) for r in journal_lines(history.path)))  # first written, once each
     assert [(r["id"], r["rung"]) for r in rows] == pairs and len(rows) == 13
     assert list(rows[0]) == [*list(store.COLUMNS)[:-2], *store.HPARAM_COLUMNS, "key", "genome"]
     by = {(r["id"], r["rung"]): r for r in rows}
@@ -347,13 +348,13 @@ def test_every_evaluation_is_a_row_in_the_journals_order(history):
 def test_repeats_are_one_evaluation_with_mean_and_sd(repeated):
     data = report.report_data(repeated)
     rows = data.rows()
-    assert [r["id"] for r in rows] == [0, 1, 2] and len(repeated.journal()) == 9
+    assert [r["id"] for r in rows] == [0, 1, 2] and len(journal_lines(repeated.path)) == 9
     assert rows[0]["accuracy"] == pytest.approx(statistics.fmean((0.50, 0.54, 0.58)))
     assert rows[0]["accuracy_sd"] == pytest.approx(statistics.stdev((0.50, 0.54, 0.58)))
     assert rows[0]["repeats"] == 3 and rows[1]["status"] is Status.FAILED
     assert "1 of 3 trainings failed" in rows[1]["error"]
     assert data.timing.trained == 3
-    assert data.timing.total == pytest.approx(sum(r["wall_time"] for r in repeated.journal()))
+    assert data.timing.total == pytest.approx(sum(r["wall_time"] for r in journal_lines(repeated.path)))
     figure = figures.objective_figure(data, "macs")
     bars = [t["error_y"]["array"] for t in figure["data"] if t.get("legendgroup") == figures.EVALUATIONS]
     assert bars == [[pytest.approx(rows[0]["accuracy_sd"]), pytest.approx(rows[2]["accuracy_sd"])]]
@@ -365,7 +366,7 @@ def test_repeats_are_one_evaluation_with_mean_and_sd(repeated):
 
 def test_timing_is_from_the_wall_times_and_the_clock(history):
     data = report.report_data(history)
-    times = [r["wall_time"] for r in history.journal() if r.get("cache_of") is None]
+    times = [r["wall_time"] for r in journal_lines(history.path) if r.get("cache_of") is None]
     assert data.timing.trained == len(times) == 12
     assert data.timing.median == statistics.median(times) and data.timing.total == pytest.approx(sum(times))
     assert data.timing.span == 11  # created 00:00:00, the last line finished at 00:00:11
@@ -563,7 +564,7 @@ def test_evaluations_table_rows_are_the_journals(history):
     page = report.render_html(report.report_data(history))
     table = re.search(r"<table id='evaluations'.*?</table>", page, re.S).group(0)
     rows = re.findall(r"<tr class='(\w+)' data-status='(\w+)' data-id='(\d+)' data-rung='(\d+)'>", table)
-    journal = history.journal()
+    journal = journal_lines(history.path)
     assert [(int(i), int(r), s) for _, s, i, r in rows] == [(d["id"], d["rung"], d["status"]) for d in journal]
     assert [c for c, *_ in rows].count("cache") == 1 and "out of memory" in table and "macs over the limit" in table
 
@@ -840,7 +841,7 @@ def test_report_to_an_unwritable_place_is_one_line(history, capsys):
 
 @pytest.mark.slow
 def test_real_run(real_run):
-    records = real_run.journal()
+    records = journal_lines(real_run.path)
     data = report.report_data(real_run)
     trained = {r["id"] for r in records if r.get("cache_of") is None}
     assert {e.id for e in data.evaluations} == trained

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from evo_nas import config as configs
 from evo_nas import runner
 from evo_nas.cli import cli, main
-from evo_nas.records import TIMING_FIELDS
 from evo_nas.store import RunDir
+from tests.journal import TIMING_FIELDS, journal_lines
 from tests.waiting import HANG, wait_for_lines
 
 pytestmark = pytest.mark.slow  # every test here trains networks or starts processes
@@ -49,7 +49,7 @@ def reference(tmp_path_factory):
 
 def test_a_run_writes_what_it_promises(reference):
     run = RunDir.open(reference)
-    records = run.journal()
+    records = journal_lines(run.path)
     assert [r["id"] for r in records] == list(range(16))
     assert all(r["status"] == "ok" and 0 <= r["accuracy"] <= 1 and r["macs"] > 0 and r["params"] > 0 for r in records)
     assert {r["generation"] for r in records} == {0, 1, 2, 3}
@@ -108,7 +108,7 @@ def test_duplicate_seeds_are_served_from_the_cache(tmp_path):
     seed = str(ROOT / "genomes" / "nb201_resnet.yaml")
     assert main(["run", *TINY, "--runs-dir", str(tmp_path), "--name", "dup", "--generations", "1",
                  "--seed-genomes", f"{seed},{seed}"]) == 0
-    records = RunDir(tmp_path / "dup").journal()
+    records = journal_lines(tmp_path / "dup")
     assert records[0]["operator"].startswith("seed:ResNet")
     twin = [r for r in records if r.get("cache_of") is not None]
     assert len(twin) == 1 and twin[0]["cache_of"] == 0 and twin[0]["accuracy"] == records[0]["accuracy"]
@@ -132,7 +132,7 @@ def test_failures_are_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     runner.start({"space": "nb201", "init_channels": 4, "depth": 1, "train_limit": 96, "val_limit": 64,
                   "bn_recalibration": 64, "batch_size": 32, "population": 4, "generations": 1,
                   "runs_dir": str(tmp_path), "name": "fail", "report": False})
-    records = RunDir(tmp_path / "fail").journal()
+    records = journal_lines(tmp_path / "fail")
     failed = [r for r in records if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["error"].startswith("RuntimeError: injected failure in candidate (at ")
     assert len(records) == 8 and sum(r["status"] == "ok" for r in records) == 7
@@ -141,7 +141,7 @@ def test_failures_are_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
 def test_nan_loss_is_a_failed_evaluation_and_a_generation_of_failures_stops_the_run(tmp_path, capsys):
     assert main(["run", *TINY, "--runs-dir", str(tmp_path), "--name", "nan", "--generations", "2",
                  "--lr", "1e12"]) == 2
-    records = RunDir(tmp_path / "nan").journal()
+    records = journal_lines(tmp_path / "nan")
     assert len(records) == 4 and all(r["status"] == "failed" and "nan" in r["error"].lower() for r in records)
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "no evaluation of generation 0 succeeded (4 tried); the most common reason" in err and "nan/inf" in err
@@ -152,7 +152,7 @@ def test_a_generation_of_infeasible_children_is_no_failure_and_the_run_goes_on(t
     # infeasible (never trained, ranked by their excess), which is an answer, not a failure
     assert main(["run", *TINY, "--runs-dir", str(tmp_path), "--name", "tight", "--algorithm", "aging",
                  "--sample", "2", "--generations", "3", "--max-params", "5300"]) == 0
-    records = RunDir(tmp_path / "tight").journal()
+    records = journal_lines(tmp_path / "tight")
     assert {r["generation"] for r in records} == {0, 1, 2, 3}
     assert any(r["status"] == "infeasible" for r in records) and any(r["status"] == "ok" for r in records)
 

@@ -8,7 +8,8 @@ import pytest
 from evo_nas import config as configs
 from evo_nas import pareto
 from evo_nas.cli import main
-from evo_nas.records import TIMING_FIELDS, Result
+from evo_nas.records import Result
+from tests.journal import TIMING_FIELDS
 
 pytestmark = pytest.mark.slow  # every test here trains networks or starts processes
 

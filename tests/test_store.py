@@ -36,27 +36,28 @@ def test_create_refuses_an_existing_run(tmp_path):
 def test_journal_round_trip_and_torn_last_line(tmp_path):
     run = make(tmp_path)
     for i in range(3):
-        run.append({"id": i, "key": f"k{i}", "accuracy": 0.5 + i / 10})
+        run.append(record(i, accuracy=0.5 + i / 10))
     with open(run.journal_file, "a") as f:
         f.write('{"id": 3, "key": "k3", "accu')  # killed mid-write
     with pytest.warns(UserWarning, match="truncated last line"):
-        records = run.journal()
-    assert [r["id"] for r in records] == [0, 1, 2]
+        history = run.history()
+    assert [r.id for r in history.records] == [0, 1, 2]
+    assert [r.accuracy for r in history.records] == [0.5 + i / 10 for i in range(3)]  # the round trip
     assert run.journal_file.read_text().endswith('"accu')  # reading alone changes nothing
     with pytest.warns(UserWarning):
-        run.journal(repair=True)
-    run.append({"id": 3, "key": "k3"})
-    assert [r["id"] for r in run.journal()] == [0, 1, 2, 3]
+        run.history(repair=True)
+    run.append(record(3))
+    assert [r.id for r in run.history().records] == [0, 1, 2, 3]
 
 
 def test_damage_in_the_middle_is_an_error(tmp_path):
     run = make(tmp_path)
-    run.append({"id": 0, "key": "a"})
+    run.append(record(0))
     with open(run.journal_file, "a") as f:
         f.write("garbage\n")
-    run.append({"id": 1, "key": "b"})
+    run.append(record(1))
     with pytest.raises(RunDirError, match="line 2 is damaged"):
-        run.journal()
+        run.history()
 
 
 def test_open_checks_the_format(tmp_path):

@@ -15,12 +15,12 @@ from evo_nas import variation
 from evo_nas.algorithms import ALGORITHMS, toolbox
 from evo_nas.cli import main
 from evo_nas.config import SearchConfig
-from evo_nas.records import TIMING_FIELDS
 from evo_nas.spaces.cells import CellSpace
 from evo_nas.spaces.hparams import HParamSpace
 from evo_nas.spaces.layers import LayerSpace
 from evo_nas.spaces.nb201 import NB201Space
 from tests.chain_space import ChainSpace
+from tests.journal import TIMING_FIELDS
 from tests.test_algorithms import toy_search
 
 SPACES = [CellSpace(blocks=3), LayerSpace(min_layers=2, max_layers=6), NB201Space(),

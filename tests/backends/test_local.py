@@ -18,8 +18,9 @@ import torch
 from evo_nas import config as configs
 from evo_nas import runner
 from evo_nas.backends.local import LocalBackend, plan_workers
-from evo_nas.records import TIMING_FIELDS, Result, Status
+from evo_nas.records import Result, Status
 from tests.fakes import Script, ScriptedEvaluator, peers
+from tests.journal import TIMING_FIELDS
 from tests.waiting import HANG, wait_for_lines
 
 pytestmark = pytest.mark.slow  # every test here trains networks or starts processes

@@ -14,7 +14,7 @@ import pytest
 
 from evo_nas import runner
 from evo_nas.cli import main
-from evo_nas.records import TIMING_FIELDS
+from tests.journal import TIMING_FIELDS
 from tests.waiting import HANG
 
 pytestmark = pytest.mark.slow  # every test here trains networks or starts processes
