@@ -69,7 +69,7 @@ class DeviceData:
         self._x = _normalised(x, dataset, self.pad, self.device, dtype)  # N×(H+2p)×(W+2p)×C
         self._mean = torch.tensor(dataset.mean, device=self.device).view(1, -1, 1, 1)  # 1×C×1×1
         self._std = torch.tensor(dataset.std, device=self.device).view(1, -1, 1, 1)
-        self.labels = torch.from_numpy(np.ascontiguousarray(y)).to(self.device)
+        self.labels = torch.from_numpy(np.require(y, requirements=("C", "W"))).to(self.device)
         self._rows = torch.arange(self.height, device=self.device)
         self._cols = torch.arange(self.width, device=self.device)
         self._loaded = _event_on_current_stream(self.device)  # see _wait_loaded
@@ -271,8 +271,9 @@ def _part(dataset: Dataset, part: str) -> tuple[np.ndarray, np.ndarray]:
 def _normalised(x: np.ndarray, dataset: Dataset, pad: int, device: torch.device,
                 dtype: torch.dtype) -> torch.Tensor:
     """uint8 N×H×W×C -> normalised dtype N×(H+2p)×(W+2p)×C on device. The uint8 pixels
-    travel (4× less than floats) and are padded with black before normalising."""
-    pixels = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    travel (4× less than floats) and are padded with black before normalising. A read-only
+    array (the cached test split) is copied: torch warns on tensors over memory it may not write."""
+    pixels = torch.from_numpy(np.require(x, requirements=("C", "W"))).to(device)
     pixels = F.pad(pixels, (0, 0, pad, pad, pad, pad))
     mean = torch.tensor(dataset.mean, device=device)
     std = torch.tensor(dataset.std, device=device)

@@ -1,6 +1,7 @@
 """DeviceData on the CPU: normalisation, static batches, seeded and real augmentation."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -19,6 +20,19 @@ def toy(channels=3, flip=True, size=8, test=False) -> Dataset:
     x = rng.integers(0, 256, (N, size, size, channels), dtype=np.uint8)
     xt, yt = (x[:5], np.arange(5)) if test else (None, None)
     return Dataset("toy", x, np.arange(N), xt, yt, N, flip, "memory")
+
+
+def test_read_only_arrays_load_without_a_warning():
+    """The data cache hands out read-only arrays (the test split of a final training, run after
+    run); torch warned once per process on tensors over them."""
+    ds = toy(test=True)
+    for array in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        array.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for part in ("train", "test"):
+            data = DeviceData(ds, part=part)
+            assert len(data.labels) == (N if part == "train" else 5)
 
 
 def normalised(ds: Dataset, pad: int) -> np.ndarray:
