@@ -11,3 +11,8 @@ TIMING_FIELDS = ("wall_time", "images_per_s", "finished", "memory_reserved", "sc
 def journal_lines(run_dir) -> list[dict]:
     """Every line of `run_dir`/journal.jsonl as a dict, in the order written."""
     return [json.loads(line) for line in Path(run_dir, "journal.jsonl").read_text().splitlines() if line.strip()]
+
+
+def without_timings(run_dir) -> list[dict]:
+    """The journal's lines without TIMING_FIELDS: what two runs that should agree must agree on."""
+    return [{k: v for k, v in line.items() if k not in TIMING_FIELDS} for line in journal_lines(run_dir)]

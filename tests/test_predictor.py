@@ -8,7 +8,6 @@ import json
 import math
 import random
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +28,7 @@ from evo_nas.spaces.layers import LayerSpace
 from evo_nas.spaces.nb201 import NB201Genome, NB201Space
 from evo_nas.stats import spearman_rho
 from evo_nas.store import RunDir
-from tests.journal import TIMING_FIELDS
+from tests.journal import without_timings
 from tests.test_algorithms import toy_objectives
 
 # NB201 cells at C=4, one cell per stage, 96 training images (as test_run.py's), population 6 so
@@ -231,10 +230,6 @@ def test_a_predictor_that_ranks_badly_is_dropped_and_said_once():
 
 # -- whole runs --------------------------------------------------------------------------------------
 
-def journal(path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS}
-            for line in Path(path, "journal.jsonl").read_text().splitlines()]
-
 
 @pytest.fixture(scope="module")
 def predicted_run(tmp_path_factory):
@@ -264,7 +259,7 @@ def test_a_run_journals_its_predictions_and_they_follow_from_the_journal(predict
 def test_stop_and_resume_with_the_predictor_equals_uninterrupted(predicted_run, tmp_path):
     assert main(["run", *TINY, "--runs-dir", str(tmp_path), "--name", "part", "--generations", "1"]) == 0
     assert main(["resume", str(tmp_path / "part"), "--generations", "3"]) == 0
-    assert journal(tmp_path / "part") == journal(predicted_run)
+    assert without_timings(tmp_path / "part") == without_timings(predicted_run)
 
 
 @pytest.mark.slow

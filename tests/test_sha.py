@@ -1,7 +1,6 @@
 """Successive halving inside a generation: rung records, who continues, resume mid-rung."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -9,7 +8,7 @@ from evo_nas import config as configs
 from evo_nas import pareto
 from evo_nas.cli import main
 from evo_nas.records import Result
-from tests.journal import TIMING_FIELDS
+from tests.journal import without_timings
 
 pytestmark = pytest.mark.slow  # every test here trains networks or starts processes
 
@@ -18,14 +17,9 @@ TINY = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-lim
         "--fidelity", "sha", "--sha-rungs", "2", "--epochs", "1"]
 
 
-def records(path: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS}
-            for line in (path / "journal.jsonl").read_text().splitlines()]
-
-
 def test_rungs_halve_and_the_better_half_trains_longer(tmp_path):
     assert main(["run", *TINY, "--runs-dir", str(tmp_path), "--name", "sha", "--generations", "1"]) == 0
-    journal = records(tmp_path / "sha")
+    journal = without_timings(tmp_path / "sha")
     for generation in (0, 1):
         batch = [r for r in journal if r["generation"] == generation]
         rung0 = [r for r in batch if r["rung"] == 0]
@@ -51,4 +45,4 @@ def test_resume_in_the_middle_of_a_rung(tmp_path):
     for snapshot in (tmp_path / "cut" / "snapshots").glob("gen-00001.json"):
         snapshot.unlink()
     assert main(["resume", str(tmp_path / "cut")]) == 0
-    assert records(tmp_path / "cut") == records(tmp_path / "full")
+    assert without_timings(tmp_path / "cut") == without_timings(tmp_path / "full")

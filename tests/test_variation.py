@@ -3,9 +3,7 @@
 from the search's own rng, and whole runs with DEAP's operators: same seed, same journal; stopped
 and resumed, the same journal as uninterrupted."""
 
-import json
 import random
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -20,7 +18,7 @@ from evo_nas.spaces.hparams import HParamSpace
 from evo_nas.spaces.layers import LayerSpace
 from evo_nas.spaces.nb201 import NB201Space
 from tests.chain_space import ChainSpace
-from tests.journal import TIMING_FIELDS
+from tests.journal import without_timings
 from tests.test_algorithms import toy_search
 
 SPACES = [CellSpace(blocks=3), LayerSpace(min_layers=2, max_layers=6), NB201Space(),
@@ -149,11 +147,6 @@ TINY = ["--space", "nb201", "--init-channels", "4", "--depth", "1", "--train-lim
         "--bn-recalibration", "64", "--batch-size", "32", "--population", "4", "--no-report", "--operators", "deap"]
 
 
-def journal(path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS}
-            for line in Path(path, "journal.jsonl").read_text().splitlines()]
-
-
 @pytest.mark.slow
 def test_runs_with_deap_operators_repeat_and_resume_exactly(tmp_path):
     def run(name, generations, *more):
@@ -161,12 +154,12 @@ def test_runs_with_deap_operators_repeat_and_resume_exactly(tmp_path):
                      *more]) == 0
         return tmp_path / name
 
-    full = journal(run("full", 3))
+    full = without_timings(run("full", 3))
     assert len(full) == 16 and any(r["operator"].split("+")[0] in ("cxTwoPoint", "cxUniform") for r in full)
     assert all(r["operator"] == "init" or "mutUniformInt" in r["operator"] for r in full)
     random.seed(99)  # another state of the module between the runs changes nothing
-    assert journal(run("again", 3)) == full
+    assert without_timings(run("again", 3)) == full
     part = run("part", 1)
     random.seed(7)
     assert main(["resume", str(part), "--generations", "3"]) == 0
-    assert journal(part) == full
+    assert without_timings(part) == full
