@@ -33,7 +33,7 @@ def scatter(summary, measure: str) -> dict:
                    "textposition": ["top center" if k % 2 == 0 else "bottom center" for k in range(len(baselines))],
                    "marker": {"color": "#333", "size": 12, "symbol": "diamond"}, "hoverinfo": "text+x+y"})
     label = "parameters" if measure == "params" else "multiply-adds per image"
-    return {"data": traces, "layout": {"title": {"text": f"Test accuracy after the final training, against {label}"},
+    return {"data": traces, "layout": {"title": {"text": f"Final test accuracy against {label}"},
                                        "height": 480, "xaxis": {"type": "log", "title": {"text": label}},
                                        "yaxis": {"title": {"text": "test accuracy (%)"}},
                                        "legend": {"orientation": "h", "y": -0.25}}}
