@@ -18,12 +18,13 @@ from pathlib import Path
 
 from evo_nas import nb201_table, pareto
 from evo_nas.algorithms import ALGORITHMS
-from evo_nas.config import SearchConfig, StopConfig
+from evo_nas.config import PREDICTED, SearchConfig, StopConfig
 from evo_nas.errors import ConfigError
 from evo_nas.files import atomic_write
 from evo_nas.predictor import Measures, Predictor
 from evo_nas.search import Archive, Individual, Search, Termination, lookup_evaluator
 from evo_nas.spaces.nb201 import NB201Genome, NB201Space, nb201_key
+from evo_nas.stats import wilcoxon_signed_rank
 from evo_nas.variation import OPERATOR_SETS
 
 HV_PARAMS_MARGIN = 1.1  # HV reference: 10% above the largest network, so it too adds volume
@@ -289,32 +290,24 @@ def algorithm_table(result: StudyResult) -> list[dict]:
 def paired_table(result: StudyResult) -> list[dict]:
     """Each arm `X+predictor` against `X` on the same seeds: the mean paired difference in test
     accuracy and in hypervolume, its standard error, and the two-sided Wilcoxon signed-rank p
-    (scipy.stats.wilcoxon; 1.0 when every pair is equal)."""
-    table = []
+    (stats.wilcoxon_signed_rank; 1.0 when every pair is equal)."""
+    table, by_seed = [], {(r["algorithm"], r["seed"]): r for r in result.rows}
     for arm in result.config.algorithms:
-        base = arm.partition("+")[0]
+        base = arm.removesuffix(PREDICTED)
         if arm == base or base not in result.config.algorithms:
             continue
-        by_seed = {(r["algorithm"], r["seed"]): r for r in result.rows}
         seeds = [s for (a, s) in by_seed if a == arm and (base, s) in by_seed]
         row = {"arm": arm, "base": base, "seeds": len(seeds)}
         for name in ("test200", "hypervolume"):
             d = [by_seed[(arm, s)][name] - by_seed[(base, s)][name] for s in seeds]
-            row.update({f"{name}_diff": statistics.fmean(d), f"{name}_se": _se(d), f"{name}_p": _wilcoxon(d)})
+            p = wilcoxon_signed_rank(d) if any(d) else 1.0
+            row.update({f"{name}_diff": statistics.fmean(d), f"{name}_se": _se(d), f"{name}_p": p})
         table.append(row)
     return table
 
 
 def _se(values: list[float]) -> float:
     return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-
-
-def _wilcoxon(differences: list[float]) -> float:
-    from scipy.stats import wilcoxon
-
-    if not any(differences):
-        return 1.0
-    return float(wilcoxon(differences).pvalue)
 
 
 def summary_lines(result: StudyResult) -> list[str]:
