@@ -155,6 +155,31 @@ def pairs(items: Iterable) -> dict[int, list[tuple[float, float]]]:
     return dict(sorted(out.items()))
 
 
+@dataclass(frozen=True)
+class PredictorGeneration:
+    """How the predictor did on one generation it screened, from the journal."""
+
+    generation: int
+    tau: float  # Kendall tau between its predicted and the measured accuracies (nan: under 2 children)
+    children: int  # screened children that trained and succeeded
+    screen_s: float | None  # seconds of screening (measures, fit, prediction) per child bred
+    train_s: float | None  # seconds of training per child trained (their mean wall time)
+
+
+def generations(records: Iterable) -> tuple[PredictorGeneration, ...]:
+    """Per screened generation of `records` (journal records or individuals): the tau, and what
+    screening cost per child bred against what training cost per child trained."""
+    records = list(records)
+    out = []
+    for g, (tau, n) in taus(pairs(records)).items():
+        members = [r for r in records if r.generation == g and r.predicted is not None]
+        screen = [r.screen_s for r in members if r.screen_s is not None]
+        walls = [r.wall_time for r in members if r.wall_time]
+        out.append(PredictorGeneration(g, tau, n, screen[0] if screen else None,
+                                       sum(walls) / len(walls) if walls else None))
+    return tuple(out)
+
+
 def taus(by_generation: dict[int, list[tuple[float, float]]]) -> dict[int, tuple[float, int]]:
     """generation -> (Kendall tau between predicted and measured accuracy, children); nan under 2."""
     return {g: (kendall_tau(*zip(*p)) if len(p) > 1 else math.nan, len(p)) for g, p in by_generation.items()}

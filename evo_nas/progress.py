@@ -133,16 +133,14 @@ def duration(seconds: float | None) -> str:
 
 def predictor_line(history: History, generation: int) -> str | None:
     """How the predictor ranked `generation`'s children (None: it did not screen them)."""
-    records = [r for r in history.finals() if r.generation == generation]
-    tau, n = predictor.taus(predictor.pairs(records)).get(generation, (None, 0))
-    if tau is None:
+    found = predictor.generations(r for r in history.finals() if r.generation == generation)
+    if not found:
         return None
-    screen = next((r.screen_s for r in records if r.screen_s is not None), None)
-    walls = [r.wall_time for r in records if r.predicted is not None and r.wall_time]
-    cost = (f"; screening {screen:.3g} s per child bred, training {sum(walls) / len(walls):.3g} s per child "
-            f"trained" if screen is not None and walls else "")
-    said = "n/a" if math.isnan(tau) else f"{tau:+.2f}"
-    return f"gen {generation}  predictor: Kendall tau {said} over {n} children{cost}"
+    g = found[0]
+    cost = (f"; screening {g.screen_s:.3g} s per child bred, training {g.train_s:.3g} s per child trained"
+            if g.screen_s is not None and g.train_s is not None else "")
+    said = "n/a" if math.isnan(g.tau) else f"{g.tau:+.2f}"
+    return f"gen {generation}  predictor: Kendall tau {said} over {g.children} children{cost}"
 
 
 def noise_line(cfg) -> str:

@@ -97,27 +97,8 @@ class ReportData:
         return rows(self.history.rung_records(), self.history, self.front)
 
 
-@dataclass(frozen=True)
-class PredictorGeneration:
-    """How the predictor (`--predictor`) did on one generation it screened, from the journal."""
-
-    generation: int
-    tau: float  # Kendall tau between its predicted and the measured accuracies (nan: under 2 children)
-    children: int  # screened children that trained and succeeded
-    screen_s: float | None  # seconds of screening (measures, fit, prediction) per child bred
-    train_s: float | None  # seconds of training per child trained (their mean wall time)
-
-
-def predictor_generations(history: History) -> tuple[PredictorGeneration, ...]:
-    finals = history.finals()
-    out = []
-    for g, (tau, n) in predictor.taus(predictor.pairs(finals)).items():
-        members = [r for r in finals if r.generation == g and r.predicted is not None]
-        screen = [r.screen_s for r in members if r.screen_s is not None]
-        walls = [r.wall_time for r in members if r.wall_time]
-        out.append(PredictorGeneration(g, tau, n, screen[0] if screen else None,
-                                       statistics.fmean(walls) if walls else None))
-    return tuple(out)
+def predictor_generations(history: History) -> tuple[predictor.PredictorGeneration, ...]:
+    return predictor.generations(history.finals())
 
 
 def report_data(run_dir: str | os.PathLike | RunDir) -> ReportData:

@@ -12,8 +12,9 @@ import html
 import math
 import re
 
+from evo_nas.predictor import PredictorGeneration
 from evo_nas.records import Record, front
-from evo_nas.report.data import FRONT_TRACE, Gene, PredictorGeneration, ReportData, from_file, si
+from evo_nas.report.data import FRONT_TRACE, Gene, ReportData, from_file, si
 
 RED, BLUE, GREEN, ORANGE, GREY = "#d62728", "#4c78a8", "#2ca02c", "#ff9f1c", "#888888"
 EVALUATIONS = "evaluations"  # the legend group of the per-generation traces (the browser test counts it)
